@@ -1,0 +1,50 @@
+"""Condition types, reasons and phases: the one vocabulary status speaks."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+
+
+class Reason(StrEnum):
+    """Every reason a condition may carry. Kubernetes reasons are CamelCase."""
+
+    # model registry
+    MODEL_RESOLVED = "ModelResolved"
+    MODEL_NOT_FOUND = "ModelNotFound"
+    VERSION_NOT_FOUND = "VersionNotFound"
+    ALIAS_NOT_FOUND = "AliasNotFound"
+    REGISTRY_UNREACHABLE = "RegistryUnreachable"
+    # Ray Serve
+    RAY_UNREACHABLE = "RayUnreachable"
+    RAY_REJECTED = "RayRejected"
+    DEPLOYING = "Deploying"
+    DEPLOY_FAILED = "DeployFailed"
+    RUNNING = "Running"
+    UNHEALTHY = "Unhealthy"
+    # the resource itself
+    INVALID_SPEC = "InvalidSpec"
+    AS_EXPECTED = "AsExpected"
+    DELETING = "Deleting"
+
+
+class Phase(StrEnum):
+    """A one-word summary for printer columns, derived from the conditions."""
+
+    PENDING = "Pending"
+    PROGRESSING = "Progressing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"

@@ -1,0 +1,222 @@
+"""The `ModelDeployment` resource: pydantic models that are the single source of the CRD.
+
+Field names are snake_case in Python and camelCase on the wire (`by_alias`), as Kubernetes expects.
+Cross-field rules live twice on purpose: as pydantic validators (the CLI and the local loop reject bad
+manifests before anything runs) and as CEL `x-kubernetes-validations` (the API server rejects them on a
+real cluster, before the operator ever sees them).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
+
+GROUP = "steward.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+SINGULAR = "modeldeployment"
+SHORT_NAMES = ["md"]
+
+# Kubernetes quantity, restricted to the suffixes that make sense for memory.
+MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
+_MEMORY_FACTORS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def memory_bytes(quantity: str) -> int:
+    """`"512Mi"` -> 536870912. The pattern on the field guarantees the shape."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)", quantity)
+    if match is None or match.group(2) not in _MEMORY_FACTORS:
+        raise ValueError(f"not a memory quantity: {quantity!r} (use e.g. 512Mi or 2Gi)")
+    return int(float(match.group(1)) * _MEMORY_FACTORS[match.group(2)])
+
+
+def _cel(rule: str, message: str) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+
+
+class _Wire(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ModelRef(_Wire):
+    """A model in the MLflow registry, pinned to a version or following an alias."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "has(self.version) != has(self.alias)",
+            "set exactly one of model.version or model.alias",
+        )
+    )
+
+    name: Annotated[str, Field(min_length=1, max_length=256, description="Registered model name.")]
+    version: Annotated[
+        str | None,
+        Field(pattern=r"^[1-9][0-9]*$", description="Registered model version, e.g. \"3\"."),
+    ] = None
+    alias: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[A-Za-z0-9_-]{1,255}$",
+            description="Registry alias to follow, e.g. \"champion\".",
+        ),
+    ] = None
+
+    @model_validator(mode="after")
+    def _exactly_one_of_version_or_alias(self) -> ModelRef:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("set exactly one of model.version or model.alias")
+        return self
+
+
+class Replicas(_Wire):
+    model_config = ConfigDict(
+        json_schema_extra=_cel("self.min <= self.max", "replicas.min must be <= replicas.max")
+    )
+
+    min: Annotated[int, Field(ge=0, le=1000, description="Fewest replicas (0 scales to zero).")] = 1
+    max: Annotated[int, Field(ge=1, le=1000, description="Most replicas.")] = 1
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> Replicas:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must be <= replicas.max ({self.max})")
+        return self
+
+
+class Resources(_Wire):
+    """Per replica. GPU may be fractional (0.5 packs two replicas on one GPU)."""
+
+    cpu: Annotated[float, Field(ge=0, le=512, description="CPUs per replica.")] = 1.0
+    gpu: Annotated[float, Field(ge=0, le=64, description="GPUs per replica, fractional allowed.")] = 0.0
+    memory: Annotated[
+        str | None,
+        Field(pattern=MEMORY_QUANTITY, description="Memory per replica, e.g. 2Gi."),
+    ] = None
+
+
+class ServingSpec(_Wire):
+    ray_address: Annotated[
+        str | None,
+        Field(
+            pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$",
+            description="Ray dashboard URL, e.g. http://ray-head:8265. Default: the operator's.",
+        ),
+    ] = None
+    route_prefix: Annotated[
+        str | None,
+        Field(
+            pattern=r"^/[A-Za-z0-9/_.-]*$",
+            max_length=200,
+            description="HTTP route prefix. Default: /<namespace>/<name>.",
+        ),
+    ] = None
+    replicas: Replicas = Replicas()
+    target_ongoing_requests: Annotated[
+        float, Field(gt=0, le=10000, description="Autoscaling target of in-flight requests per replica.")
+    ] = 2.0
+    max_ongoing_requests: Annotated[
+        int, Field(ge=1, le=10000, description="Requests one replica accepts at once.")
+    ] = 5
+    resources: Resources = Resources()
+
+
+class ModelDeploymentSpec(_Wire):
+    model: ModelRef
+    serving: ServingSpec = ServingSpec()
+
+
+class Condition(_Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    type: ConditionType
+    status: ConditionStatus
+    reason: Reason
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
+
+
+class StableVersion(_Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    version: str
+    model_uri: Annotated[str, Field(description="e.g. models:/credit-risk/3")]
+    source: Annotated[str | None, Field(description="Where the registry stores the artifacts.")] = None
+    run_id: str | None = None
+
+
+class ServeApplicationStatus(_Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    status: Annotated[str, Field(description="Ray Serve's application status, e.g. RUNNING.")]
+    message: str = ""
+
+
+class ModelDeploymentStatus(_Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase = Phase.PENDING
+    observed_generation: int | None = None
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            }
+        ),
+    ] = []
+    stable: StableVersion | None = None
+    endpoint: str | None = None
+    serve_application: ServeApplicationStatus | None = None
+    ready_replicas: int = 0
+
+
+class ObjectMeta(BaseModel):
+    """The slice of Kubernetes metadata Steward reads."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    namespace: str = "default"
+    uid: str | None = None
+    generation: int | None = None
+    annotations: dict[str, str] = {}
+    labels: dict[str, str] = {}
+
+
+class ModelDeployment(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    api_version: Annotated[Literal["steward.io/v1alpha1"], Field(alias="apiVersion")]
+    kind: Literal["ModelDeployment"]
+    metadata: ObjectMeta
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus = ModelDeploymentStatus()
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"

@@ -1,0 +1,1 @@
+"""Drift (Evidently) and fairness (fairlearn) monitors: arrive with the monitoring issue."""
