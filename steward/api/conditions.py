@@ -20,6 +20,7 @@ class Reason(StrEnum):
     VERSION_NOT_FOUND = "VersionNotFound"
     ALIAS_NOT_FOUND = "AliasNotFound"
     REGISTRY_UNREACHABLE = "RegistryUnreachable"
+    REGISTRY_REJECTED = "RegistryRejected"
     # Ray Serve
     RAY_UNREACHABLE = "RayUnreachable"
     RAY_REJECTED = "RayRejected"

@@ -1,0 +1,136 @@
+"""The MLflow model registry over its REST API.
+
+REST rather than the `mlflow` package on purpose: the operator image stays free of MLflow's dependency tree,
+and the three calls it needs are stable parts of the public API.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from steward.adapters.errors import NotFound, NotReady, Rejected, Unauthorized, Unreachable
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    source: str | None
+    run_id: str | None
+    status: str
+
+    @property
+    def model_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+class MlflowRegistry:
+    def __init__(
+        self,
+        tracking_uri: str,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.tracking_uri = tracking_uri.rstrip("/")
+        headers: dict[str, str] = {}
+        auth: tuple[str, str] | None = None
+        if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+            headers["Authorization"] = f"Bearer {token}"
+        elif (user := os.environ.get("MLFLOW_TRACKING_USERNAME")) is not None:
+            auth = (user, os.environ.get("MLFLOW_TRACKING_PASSWORD", ""))
+        self._http = httpx.Client(
+            base_url=f"{self.tracking_uri}/api/2.0/mlflow",
+            headers=headers,
+            auth=auth,
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """GET; None when MLflow says the resource does not exist."""
+        try:
+            response = self._http.get(path, params=params)
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
+        if response.status_code in (401, 403):
+            raise Unauthorized(
+                f"MLflow at {self.tracking_uri} refused the credentials ({response.status_code}): "
+                "set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD"
+            )
+        if response.status_code == 404 or "RESOURCE_DOES_NOT_EXIST" in response.text[:500]:
+            return None
+        if response.status_code >= 500:
+            raise Unreachable(f"MLflow at {self.tracking_uri} failed ({response.status_code}): {response.text[:300]}")
+        if response.status_code >= 400:
+            raise Rejected(f"MLflow refused {path} {params} ({response.status_code}): {response.text[:300]}")
+        body: dict[str, Any] = response.json()
+        return body
+
+    def versions(self, name: str) -> list[str]:
+        """Versions of `name`, newest first (at most 50, enough to tell a user what exists)."""
+        quoted = name.replace("'", "\\'")
+        body = self._get(
+            "/model-versions/search",
+            {"filter": f"name='{quoted}'", "max_results": 50, "order_by": "version_number DESC"},
+        )
+        return [str(v["version"]) for v in (body or {}).get("model_versions", [])]
+
+    def _model_exists(self, name: str) -> bool:
+        return self._get("/registered-models/get", {"name": name}) is not None
+
+    def resolve(self, name: str, version: str | None = None, alias: str | None = None) -> ModelVersion:
+        """The version that `version` or `alias` names, checked to exist and be ready to load."""
+        if version is not None:
+            body = self._get("/model-versions/get", {"name": name, "version": version})
+            wanted = f"version {version}"
+        elif alias is not None:
+            body = self._get("/registered-models/alias", {"name": name, "alias": alias})
+            wanted = f"alias @{alias}"
+        else:
+            raise ValueError("resolve() needs a version or an alias")
+        if body is None:
+            if not self._model_exists(name):
+                raise ModelNotFound(name, self.tracking_uri)
+            raise VersionNotFound(name, wanted, self.versions(name), alias is not None)
+        raw = body["model_version"]
+        found = ModelVersion(
+            name=name,
+            version=str(raw["version"]),
+            source=raw.get("source"),
+            run_id=raw.get("run_id") or None,
+            status=str(raw.get("status", "READY")),
+        )
+        if found.status == "PENDING_REGISTRATION":
+            raise NotReady(f"model {name} version {found.version} is still registering in MLflow")
+        if found.status == "FAILED_REGISTRATION":
+            raise Rejected(
+                f"model {name} version {found.version} failed to register in MLflow: "
+                f"{raw.get('status_message', 'no message')}; register it again"
+            )
+        return found
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, name: str, tracking_uri: str) -> None:
+        super().__init__(
+            f"registered model {name!r} does not exist in MLflow at {tracking_uri}; "
+            "register it first or fix spec.model.name"
+        )
+
+
+class VersionNotFound(NotFound):
+    def __init__(self, name: str, wanted: str, existing: list[str], is_alias: bool) -> None:
+        have = ", ".join(existing) if existing else "none"
+        fix = "set the alias in MLflow" if is_alias else "register it or pick an existing version"
+        super().__init__(f"model {name!r} has no {wanted}; existing versions: {have}; {fix}")
+        self.is_alias = is_alias
+        self.existing = existing

@@ -1,0 +1,175 @@
+"""Ray Serve through the dashboard's REST API (`/api/serve/applications/`).
+
+Ray's PUT replaces the whole declarative config and deletes every application it does not list, so this client
+owns the full application list of each Ray cluster: it reads what is deployed, merges one application in or
+out, and writes the whole list back, holding a per-cluster lock so two reconciles in this process never race.
+(Two operator processes against one Ray cluster would race: run the operator with one replica and leader
+election, as the chart does.)
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from steward.adapters.errors import AdapterError, NotFound, Rejected, Unauthorized, Unreachable
+
+SERVE_API = "/api/serve/applications/"
+TOKEN_ENV = "RAY_AUTH_TOKEN"
+TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _cluster_lock(address: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(address, threading.Lock())
+
+
+def token_from_env(environ: dict[str, str] | None = None) -> str | None:
+    """Ray's own conventions: the token itself, or a file (a mounted Kubernetes Secret)."""
+    env = os.environ if environ is None else environ
+    if env.get(TOKEN_ENV):
+        return env[TOKEN_ENV].strip()
+    path = env.get(TOKEN_PATH_ENV)
+    if path:
+        return Path(path).read_text().strip()
+    return None
+
+
+@dataclass(frozen=True)
+class ReplicaCounts:
+    running: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class ServeApplication:
+    """What Ray reports about one application."""
+
+    name: str
+    status: str
+    message: str
+    deployed_config: dict[str, Any] | None
+    replicas: dict[str, ReplicaCounts] = field(default_factory=dict)
+    deployment_messages: dict[str, str] = field(default_factory=dict)
+
+
+def parse_application(name: str, raw: dict[str, Any]) -> ServeApplication:
+    replicas: dict[str, ReplicaCounts] = {}
+    messages: dict[str, str] = {}
+    for dep_name, dep in (raw.get("deployments") or {}).items():
+        states = [r.get("state") for r in dep.get("replicas") or []]
+        replicas[dep_name] = ReplicaCounts(running=states.count("RUNNING"), total=len(states))
+        if dep.get("message"):
+            messages[dep_name] = str(dep["message"])
+    return ServeApplication(
+        name=name,
+        status=str(raw.get("status", "UNKNOWN")),
+        message=str(raw.get("message") or ""),
+        deployed_config=raw.get("deployed_app_config"),
+        replicas=replicas,
+        deployment_messages=messages,
+    )
+
+
+class RayServeClient:
+    def __init__(
+        self,
+        address: str,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.address = address.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=self.address, headers=headers, timeout=timeout_s, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            response = self._http.request(method, SERVE_API, json=json)
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"Ray dashboard at {self.address} is unreachable: {exc}") from exc
+        if response.status_code in (401, 403):
+            raise Unauthorized(
+                f"Ray dashboard at {self.address} refused the token ({response.status_code}): "
+                f"set {TOKEN_ENV} or {TOKEN_PATH_ENV} to the cluster's auth token"
+            )
+        if response.status_code == 404:
+            raise NotFound(f"{self.address} has no Serve REST API (is this a Ray dashboard address?)")
+        if 400 <= response.status_code < 500:
+            raise Rejected(f"Ray rejected the Serve config ({response.status_code}): {response.text[:2000]}")
+        if response.status_code >= 500:
+            raise Unreachable(f"Ray dashboard at {self.address} failed ({response.status_code}): {response.text[:500]}")
+        if not response.content:
+            return {}
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError as exc:
+            raise Unreachable(f"Ray dashboard at {self.address} answered non-JSON: {response.text[:200]}") from exc
+        return body
+
+    def instance(self) -> dict[str, Any]:
+        return self._request("GET")
+
+    def get_application(self, name: str) -> ServeApplication | None:
+        raw = (self.instance().get("applications") or {}).get(name)
+        return None if raw is None else parse_application(name, raw)
+
+    def apply_application(self, app_config: dict[str, Any], http_options: dict[str, Any]) -> None:
+        """Deploy or update one application, keeping every other application on the cluster."""
+        name = app_config["name"]
+        with _cluster_lock(self.address):
+            instance = self.instance()
+            apps = _declared_apps(instance, skip=name)
+            apps.append(app_config)
+            self._request("PUT", _deploy_body(instance, apps, http_options))
+
+    def delete_application(self, name: str, http_options: dict[str, Any]) -> bool:
+        """Remove one application; returns False when it was already gone."""
+        with _cluster_lock(self.address):
+            instance = self.instance()
+            if name not in (instance.get("applications") or {}):
+                return False
+            apps = _declared_apps(instance, skip=name)
+            if apps:
+                self._request("PUT", _deploy_body(instance, apps, http_options))
+            else:
+                # A PUT of an empty list is refused by some Ray versions; DELETE shuts Serve down cleanly.
+                self._request("DELETE")
+            return True
+
+
+def _declared_apps(instance: dict[str, Any], skip: str) -> list[dict[str, Any]]:
+    apps = []
+    for app_name, raw in (instance.get("applications") or {}).items():
+        if app_name == skip:
+            continue
+        config = raw.get("deployed_app_config")
+        if config is None:
+            raise AdapterError(
+                f"application {app_name!r} on this Ray cluster was deployed imperatively (serve.run), "
+                "not by config; Steward will not overwrite it. Redeploy it with `serve deploy` or remove it."
+            )
+        apps.append(config)
+    return apps
+
+
+def _deploy_body(
+    instance: dict[str, Any], apps: list[dict[str, Any]], http_options: dict[str, Any]
+) -> dict[str, Any]:
+    # Ray cannot change http_options of a running Serve instance; keep what it runs with.
+    current = instance.get("http_options") or {}
+    options = {k: current[k] for k in ("host", "port") if k in current} or http_options
+    return {"http_options": options, "applications": apps}

@@ -1,0 +1,201 @@
+"""The `steward` command: for platform teams (crd), model owners (dev, get, demo) and, later, auditors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from steward.api.conditions import ConditionType
+from steward.api.crd import render_crd_yaml
+from steward.api.manifests import ManifestError, load_manifests
+from steward.dev.store import LocalStore, StoredObject
+from steward.operator.status import find
+
+app = typer.Typer(help="Steward: model lifecycle on Kubernetes and Ray Serve.", no_args_is_help=True)
+dev = typer.Typer(help="The embedded local stack: MLflow + Ray + a manifest-folder control loop.")
+get = typer.Typer(help="Show resources.")
+app.add_typer(dev, name="dev")
+app.add_typer(get, name="get")
+
+console = Console()
+err = Console(stderr=True)
+
+Home = Annotated[
+    Path,
+    typer.Option("--home", envvar="STEWARD_HOME", help="Folder of the local stack's state."),
+]
+DEFAULT_HOME = Path(".steward")
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def crd(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Print the ModelDeployment CustomResourceDefinition generated from the API models."""
+    text = render_crd_yaml()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+
+
+@dev.command("up")
+def dev_up(
+    home: Home = DEFAULT_HOME,
+    mlflow_port: Annotated[int, typer.Option(envvar="STEWARD_MLFLOW_PORT")] = 5050,
+    ray_dashboard_port: Annotated[int, typer.Option(envvar="STEWARD_RAY_DASHBOARD_PORT")] = 8265,
+    ray_gcs_port: Annotated[int, typer.Option(envvar="STEWARD_RAY_GCS_PORT")] = 6380,
+    serve_port: Annotated[int, typer.Option(envvar="STEWARD_SERVE_PORT")] = 8000,
+    num_cpus: Annotated[int, typer.Option(help="CPUs Ray may schedule on.")] = os.cpu_count() or 2,
+) -> None:
+    """Start MLflow, a Ray head and the control loop, all on 127.0.0.1."""
+    from steward.dev.stack import Stack, StackError
+
+    try:
+        existing = Stack.load(home)
+        if existing.pids:
+            fail(f"a local stack is already recorded under {home}; run `steward dev down` first")
+    except StackError:
+        pass
+    stack = Stack(
+        home=home,
+        mlflow_port=mlflow_port,
+        ray_dashboard_port=ray_dashboard_port,
+        ray_gcs_port=ray_gcs_port,
+        serve_port=serve_port,
+        num_cpus=num_cpus,
+    )
+    with console.status("starting MLflow and Ray (about 30 s the first time)..."):
+        try:
+            stack.up()
+        except StackError as exc:
+            stack.down()
+            fail(str(exc))
+    console.print(f"MLflow     {stack.tracking_uri}")
+    console.print(f"Ray        {stack.ray_address} (token in {stack.token_path})")
+    console.print(f"Serve      {stack.serve_url}")
+    console.print(f"manifests  {home / 'manifests'}   stop with: steward dev down")
+
+
+@dev.command("down")
+def dev_down(home: Home = DEFAULT_HOME) -> None:
+    """Stop the local stack (its data stays under --home)."""
+    from steward.dev.stack import Stack, StackError
+
+    try:
+        stack = Stack.load(home)
+    except StackError as exc:
+        fail(str(exc))
+        return
+    with console.status("stopping..."):
+        stack.down()
+    console.print("local stack stopped")
+
+
+@dev.command("apply")
+def dev_apply(
+    file: Annotated[Path, typer.Option("--filename", "-f", help="Manifest YAML (may hold several).")],
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Validate manifests and hand them to the local control loop."""
+    try:
+        manifests = load_manifests(file)
+    except ManifestError as exc:
+        fail(str(exc))
+        return
+    store = LocalStore(home)
+    for md in manifests:
+        store.apply(md)
+        console.print(f"modeldeployment.steward.io/{md.metadata.name} configured")
+
+
+@dev.command("delete")
+def dev_delete(
+    name: str,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Remove a ModelDeployment: the loop takes its application off Ray Serve."""
+    if not LocalStore(home).remove(namespace, name):
+        fail(f"no ModelDeployment {namespace}/{name} in {home / 'manifests'}")
+    console.print(f'modeldeployment.steward.io "{name}" deleted')
+
+
+def _age(created: str) -> str:
+    seconds = int((datetime.now(UTC) - datetime.fromisoformat(created)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def status_table(objects: list[StoredObject]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("NAMESPACE", "NAME", "MODEL", "VERSION", "PHASE", "READY", "REPLICAS", "ENDPOINT", "AGE"):
+        table.add_column(column)
+    for obj in objects:
+        ready = find(obj.status.conditions, ConditionType.READY)
+        table.add_row(
+            obj.namespace,
+            obj.name,
+            str(obj.spec.get("model", {}).get("name", "")),
+            obj.status.stable.version if obj.status.stable else "",
+            obj.status.phase.value,
+            ready.status.value if ready else "",
+            str(obj.status.ready_replicas),
+            obj.status.endpoint or "",
+            _age(obj.created_at),
+        )
+    return table
+
+
+@get.command("md")
+def get_md(
+    name: Annotated[str | None, typer.Argument()] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, yaml or json")] = "table",
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """List ModelDeployments of the local stack, or show one with its conditions."""
+    store = LocalStore(home)
+    objects = store.list() if name is None else [o for o in [store.get(namespace, name)] if o]
+    if name is not None and not objects:
+        fail(f"ModelDeployment {namespace}/{name} not found under {home}")
+    if output == "table":
+        console.print(status_table(objects))
+        if name is not None:
+            for c in objects[0].status.conditions:
+                console.print(f"  {c.type.value}={c.status.value} {c.reason.value}: {c.message}")
+    elif output in ("yaml", "json"):
+        docs = [o.to_json() for o in objects]
+        text = yaml.safe_dump(docs, sort_keys=False) if output == "yaml" else json.dumps(docs, indent=2)
+        sys.stdout.write(text + "\n")
+    else:
+        fail(f"unknown output {output!r}: use table, yaml or json")
+
+
+@app.command()
+def demo(home: Home = DEFAULT_HOME) -> None:
+    """Train and register a credit-scoring model, serve it locally, and send it predictions."""
+    from steward.dev.demo import run_demo
+
+    run_demo(home, console)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,104 @@
+"""`make demo`: the first path a user walks, on the embedded local stack."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from steward.api.manifests import load_manifests
+from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
+from steward.dev.stack import Stack, StackError
+from steward.dev.store import LocalStore, StoredObject
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "credit-risk.yaml"
+MODEL = "credit-risk"
+
+
+def ensure_stack(home: Path, console: Console) -> Stack:
+    try:
+        stack = Stack.load(home)
+        stack.wait_ready(timeout_s=5)
+        if "loop" in stack.pids:
+            console.print(f"using the local stack under {home}")
+            return stack
+    except StackError:
+        pass
+    stack = Stack(home=home)
+    with console.status("starting MLflow, Ray and the control loop (about 30 s)..."):
+        stack.up()
+    console.print(f"started the local stack: MLflow {stack.tracking_uri}, Ray {stack.ray_address}")
+    return stack
+
+
+def ensure_champion(stack: Stack, console: Console) -> str:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(stack.tracking_uri)
+    try:
+        return str(client.get_model_version_by_alias(MODEL, "champion").version)
+    except Exception:  # noqa: BLE001 - MLflow raises RestException when the model or alias is missing
+        pass
+    with console.status("training the credit-scoring model on 4000 synthetic applicants..."):
+        version = register(stack.tracking_uri, MODEL)
+    client.set_registered_model_alias(MODEL, "champion", version)
+    console.print(f"registered {MODEL} version {version} and set alias @champion -> {version}")
+    return version
+
+
+def wait_ready(store: LocalStore, namespace: str, name: str, console: Console, timeout_s: float) -> StoredObject:
+    deadline = time.monotonic() + timeout_s
+    with console.status("waiting for the model to be Ready...") as spinner:
+        while time.monotonic() < deadline:
+            obj = store.get(namespace, name)
+            if obj is not None:
+                ready = next((c for c in obj.status.conditions if c.type.value == "Ready"), None)
+                detail = f"{ready.reason.value}: {ready.message}" if ready else "admitted"
+                spinner.update(f"[bold]{obj.status.phase.value}[/] {detail}")
+                if obj.status.phase.value == "Ready":
+                    return obj
+                if obj.status.phase.value == "Failed":
+                    raise SystemExit(f"{namespace}/{name} failed: {detail}")
+            time.sleep(1)
+    raise SystemExit(f"{namespace}/{name} was not Ready within {timeout_s:.0f}s; see `steward get md {name}`")
+
+
+def run_demo(home: Path, console: Console) -> None:
+    from steward.cli.main import status_table
+
+    stack = ensure_stack(home, console)
+    ensure_champion(stack, console)
+    store = LocalStore(home)
+    (md,) = load_manifests(EXAMPLE)
+    store.apply(md)
+    console.print(f"applied {EXAMPLE.name}: {md.key} follows {MODEL}@champion")
+    obj = wait_ready(store, md.metadata.namespace, md.metadata.name, console, timeout_s=300)
+
+    sample = applicants(6, seed=2026)
+    records = sample[FEATURES + SENSITIVE].to_dict(orient="records")
+    response = httpx.post(obj.status.endpoint or "", json={"dataframe_records": records}, timeout=30)
+    response.raise_for_status()
+    answer = response.json()
+    table = Table(title=f"predictions from {obj.status.endpoint}", header_style="bold")
+    for column in ("income", "debt_ratio", "late_payments", "loan_amount", "gender", "default?", "version"):
+        table.add_column(column)
+    for record, prediction in zip(records, answer["predictions"], strict=True):
+        table.add_row(
+            f"{record['income']:.0f}",
+            f"{record['debt_ratio']:.2f}",
+            str(record["late_payments"]),
+            f"{record['loan_amount']:.0f}",
+            str(record["gender"]),
+            "yes" if prediction else "no",
+            str(answer["model"]["version"]),
+        )
+    console.print(table)
+    console.print(status_table(store.list()))
+    console.print(
+        f"\nThe stack keeps running: try `curl -X POST {obj.status.endpoint} -H 'content-type: application/json' "
+        "-d '{\"dataframe_records\": [...]}'` or `uv run steward get md credit-risk`."
+    )
+    console.print("Stop it with: [bold]make demo-down[/] (or `uv run steward dev down`)")

@@ -1,0 +1,195 @@
+"""The local mode's stand-in for the Kubernetes API: a folder of manifests and a folder of objects.
+
+`manifests/` holds what the user applied (like static pods: a file there is a resource that should exist);
+`objects/` holds what the control loop keeps per resource: metadata (uid, generation), status and, while a
+removal is pending, the time it was asked for. Writes go through a temp file and a rename, so a reader never
+sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steward.api.model_deployment import API_VERSION, KIND, ModelDeployment, ModelDeploymentStatus
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _file_key(namespace: str, name: str) -> str:
+    return f"{namespace}__{name}"
+
+
+def spec_hash(md: ModelDeployment) -> str:
+    canonical = json.dumps(md.spec.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec_hash: str
+    created_at: str
+    status: ModelDeploymentStatus
+    spec: dict[str, Any]
+    deletion_requested_at: str | None = None
+
+    def resource(self) -> ModelDeployment:
+        """The object as the operator core sees it, from what was last admitted."""
+        return ModelDeployment.model_validate(
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    "uid": self.uid,
+                    "generation": self.generation,
+                },
+                "spec": self.spec,
+                "status": self.status.model_dump(by_alias=True),
+            }
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metadata": {
+                "namespace": self.namespace,
+                "name": self.name,
+                "uid": self.uid,
+                "generation": self.generation,
+                "creationTimestamp": self.created_at,
+                "deletionTimestamp": self.deletion_requested_at,
+            },
+            "specHash": self.spec_hash,
+            "spec": self.spec,
+            "status": self.status.model_dump(mode="json", by_alias=True, exclude_none=True),
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> StoredObject:
+        meta = raw["metadata"]
+        return cls(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta["uid"],
+            generation=int(meta["generation"]),
+            spec_hash=raw["specHash"],
+            created_at=meta["creationTimestamp"],
+            status=ModelDeploymentStatus.model_validate(raw.get("status") or {}),
+            spec=raw["spec"],
+            deletion_requested_at=meta.get("deletionTimestamp"),
+        )
+
+
+class LocalStore:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.manifests = home / "manifests"
+        self.objects = home / "objects"
+        self.events = home / "events.jsonl"
+
+    # --- what the user asked for -------------------------------------------------------------
+    def apply(self, md: ModelDeployment) -> Path:
+        path = self.manifests / f"{_file_key(md.metadata.namespace, md.metadata.name)}.yaml"
+        doc = md.model_dump(mode="json", by_alias=True, exclude={"status"}, exclude_none=True)
+        doc["metadata"] = {"name": md.metadata.name, "namespace": md.metadata.namespace}
+        if md.metadata.annotations:
+            doc["metadata"]["annotations"] = dict(md.metadata.annotations)
+        _write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def remove(self, namespace: str, name: str) -> bool:
+        path = self.manifests / f"{_file_key(namespace, name)}.yaml"
+        if not path.exists():
+            return False
+        path.unlink()
+        return True
+
+    def manifest_paths(self) -> list[Path]:
+        return sorted(self.manifests.glob("*.yaml")) if self.manifests.exists() else []
+
+    # --- what the loop keeps -----------------------------------------------------------------
+    def _object_path(self, namespace: str, name: str) -> Path:
+        return self.objects / f"{_file_key(namespace, name)}.json"
+
+    def get(self, namespace: str, name: str) -> StoredObject | None:
+        path = self._object_path(namespace, name)
+        if not path.exists():
+            return None
+        return StoredObject.from_json(json.loads(path.read_text()))
+
+    def list(self) -> list[StoredObject]:
+        if not self.objects.exists():
+            return []
+        return [StoredObject.from_json(json.loads(p.read_text())) for p in sorted(self.objects.glob("*.json"))]
+
+    def admit(self, md: ModelDeployment, now: datetime) -> StoredObject:
+        """The stored object for a manifest: new, same generation, or the next generation on a spec change."""
+        existing = self.get(md.metadata.namespace, md.metadata.name)
+        digest = spec_hash(md)
+        if existing is None:
+            obj = StoredObject(
+                namespace=md.metadata.namespace,
+                name=md.metadata.name,
+                uid=str(uuid.uuid4()),
+                generation=1,
+                spec_hash=digest,
+                created_at=now.isoformat(),
+                status=ModelDeploymentStatus(),
+                spec=md.spec.model_dump(mode="json", by_alias=True),
+            )
+        elif existing.spec_hash != digest or existing.deletion_requested_at:
+            obj = replace(
+                existing,
+                generation=existing.generation + 1,
+                spec_hash=digest,
+                spec=md.spec.model_dump(mode="json", by_alias=True),
+                deletion_requested_at=None,
+            )
+        else:
+            return existing
+        self.put(obj)
+        return obj
+
+    def put(self, obj: StoredObject) -> None:
+        _write_atomic(self._object_path(obj.namespace, obj.name), json.dumps(obj.to_json(), indent=1))
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._object_path(namespace, name).unlink(missing_ok=True)
+
+    def post_event(self, namespace: str, name: str, type_: str, reason: str, message: str) -> None:
+        self.events.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "time": datetime.now(UTC).isoformat(),
+            "object": f"{namespace}/{name}",
+            "type": type_,
+            "reason": reason,
+            "message": message,
+        }
+        with self.events.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read_events(self, namespace: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        if not self.events.exists():
+            return []
+        records = [json.loads(line) for line in self.events.read_text().splitlines() if line.strip()]
+        if namespace and name:
+            records = [r for r in records if r["object"] == f"{namespace}/{name}"]
+        return records

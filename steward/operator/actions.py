@@ -1,0 +1,34 @@
+"""What the pure core asks the outside world to do; an executor carries the actions out in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True)
+class ApplyServeApplication:
+    ray_address: str
+    app_config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteServeApplication:
+    ray_address: str
+    app_name: str
+
+
+@dataclass(frozen=True)
+class PostEvent:
+    type: EventType
+    reason: str
+    message: str
+
+
+Action = ApplyServeApplication | DeleteServeApplication | PostEvent

@@ -1,0 +1,63 @@
+"""Operator-wide settings: defaults a ModelDeployment may leave out, and the knobs of the control loop."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    ray_address: str = "http://127.0.0.1:8265"
+    tracking_uri: str = "http://127.0.0.1:5000"
+    # Where Ray Serve's HTTP proxy listens (only used when Serve is not running yet).
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    # How clients reach the proxy, for status.endpoint; defaults to http://serve_host:serve_port.
+    endpoint_base: str | None = None
+    # Environment for model replicas: artifact-store credentials, MLFLOW_S3_ENDPOINT_URL, ...
+    replica_env: dict[str, str] = field(default_factory=dict)
+    resync_interval_s: float = 15.0
+    retry_max_delay_s: float = 60.0
+    deletion_timeout_s: float = 120.0
+
+    @property
+    def http_options(self) -> dict[str, object]:
+        return {"host": self.serve_host, "port": self.serve_port}
+
+    def endpoint_for(self, ray_address: str, route_prefix: str) -> str:
+        if self.endpoint_base and ray_address == self.ray_address:
+            base = self.endpoint_base
+        else:
+            host = ray_address.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+            base = f"http://{host}:{self.serve_port}"
+        return base.rstrip("/") + route_prefix
+
+
+# Forwarded to model replicas when the operator has them, so that artifacts load from the same stores.
+REPLICA_ENV_PASSTHROUGH = (
+    "MLFLOW_S3_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+)
+
+
+def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
+    env = dict(os.environ if environ is None else environ)
+    defaults = OperatorConfig()
+    return OperatorConfig(
+        ray_address=env.get("STEWARD_RAY_ADDRESS", defaults.ray_address),
+        tracking_uri=env.get("MLFLOW_TRACKING_URI", defaults.tracking_uri),
+        serve_host=env.get("STEWARD_SERVE_HOST", defaults.serve_host),
+        serve_port=int(env.get("STEWARD_SERVE_PORT", defaults.serve_port)),
+        endpoint_base=env.get("STEWARD_ENDPOINT_BASE") or None,
+        replica_env={k: env[k] for k in REPLICA_ENV_PASSTHROUGH if env.get(k)},
+        resync_interval_s=float(env.get("STEWARD_RESYNC_INTERVAL_S", defaults.resync_interval_s)),
+        retry_max_delay_s=float(env.get("STEWARD_RETRY_MAX_DELAY_S", defaults.retry_max_delay_s)),
+        deletion_timeout_s=float(env.get("STEWARD_DELETION_TIMEOUT_S", defaults.deletion_timeout_s)),
+    )

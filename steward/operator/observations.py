@@ -1,0 +1,46 @@
+"""What the reconciler saw of the outside world, handed to the pure core as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from steward.api.conditions import Reason
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """The registry's answer: the version that spec.model names, known to exist."""
+
+    name: str
+    version: str
+    model_uri: str
+    source: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something went wrong observing; `temporary` problems are retried with backoff."""
+
+    reason: Reason
+    message: str
+    temporary: bool
+
+
+@dataclass(frozen=True)
+class ServeState:
+    """Ray Serve's view of our application."""
+
+    status: str
+    message: str = ""
+    deployed_config: dict[str, Any] | None = None
+    ready_replicas: int = 0
+    deployment_messages: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Observations:
+    model: ResolvedModel | Problem
+    # None: the cluster answered and our application is not there.
+    serve: ServeState | Problem | None

@@ -1,0 +1,131 @@
+"""Observe -> decide -> act: the one reconcile pass that the Kopf handlers and the local dev loop share.
+
+This is the only operator module that touches adapters; it turns their errors into observations so that the
+pure core decides what they mean.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from steward.adapters.errors import AdapterError
+from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
+from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_from_env
+from steward.api.conditions import Reason
+from steward.api.model_deployment import ModelDeployment
+from steward.api.serve_app import ROUTER_DEPLOYMENT
+from steward.operator.actions import (
+    Action,
+    ApplyServeApplication,
+    DeleteServeApplication,
+    EventType,
+    PostEvent,
+)
+from steward.operator.config import OperatorConfig
+from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
+from steward.operator.observations import Observations, Problem, ResolvedModel, ServeState
+from steward.operator.serve_config import app_name, ray_address
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[EventType, str, str], None]
+
+
+def registry_problem(exc: AdapterError) -> Problem:
+    if isinstance(exc, ModelNotFound):
+        return Problem(Reason.MODEL_NOT_FOUND, exc.message, temporary=False)
+    if isinstance(exc, VersionNotFound):
+        reason = Reason.ALIAS_NOT_FOUND if exc.is_alias else Reason.VERSION_NOT_FOUND
+        return Problem(reason, exc.message, temporary=False)
+    if exc.temporary:
+        return Problem(Reason.REGISTRY_UNREACHABLE, exc.message, temporary=True)
+    return Problem(Reason.REGISTRY_REJECTED, exc.message, temporary=False)
+
+
+def serve_problem(exc: AdapterError) -> Problem:
+    if exc.temporary:
+        return Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=True)
+    return Problem(Reason.RAY_REJECTED, exc.message, temporary=False)
+
+
+def serve_state(app: ServeApplication) -> ServeState:
+    ready = sum(c.running for name, c in app.replicas.items() if name != ROUTER_DEPLOYMENT)
+    return ServeState(
+        status=app.status,
+        message=app.message,
+        deployed_config=app.deployed_config,
+        ready_replicas=ready,
+        deployment_messages=app.deployment_messages,
+    )
+
+
+class Reconciler:
+    def __init__(self, config: OperatorConfig, ray_token: str | None = None) -> None:
+        self.config = config
+        self.ray_token = ray_token if ray_token is not None else token_from_env()
+        self.registry = MlflowRegistry(config.tracking_uri)
+        self._serve_clients: dict[str, RayServeClient] = {}
+
+    def close(self) -> None:
+        self.registry.close()
+        for client in self._serve_clients.values():
+            client.close()
+
+    def serve_client(self, address: str) -> RayServeClient:
+        if address not in self._serve_clients:
+            self._serve_clients[address] = RayServeClient(address, self.ray_token)
+        return self._serve_clients[address]
+
+    def observe(self, md: ModelDeployment) -> Observations:
+        model: ResolvedModel | Problem
+        try:
+            found = self.registry.resolve(md.spec.model.name, md.spec.model.version, md.spec.model.alias)
+            model = ResolvedModel(found.name, found.version, found.model_uri, found.source, found.run_id)
+        except AdapterError as exc:
+            model = registry_problem(exc)
+        serve: ServeState | Problem | None
+        try:
+            app = self.serve_client(ray_address(md, self.config)).get_application(app_name(md))
+            serve = None if app is None else serve_state(app)
+        except AdapterError as exc:
+            serve = serve_problem(exc)
+        return Observations(model=model, serve=serve)
+
+    def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
+        obs = self.observe(md)
+        decision = decide(md, obs, self.config, now)
+        failure = self.execute(decision.actions, post_event)
+        if failure is not None:
+            # The world refused an action: decide again with that as the observation, so status says why.
+            decision = decide(md, Observations(model=obs.model, serve=failure), self.config, now)
+            self.execute([a for a in decision.actions if isinstance(a, PostEvent)], post_event)
+        return decision
+
+    def finalize(
+        self, md: ModelDeployment, deletion_requested_at: datetime, now: datetime, post_event: EventSink
+    ) -> DeletionDecision:
+        problem = self.execute(deletion_actions(md, self.config), post_event)
+        decision = decide_deletion(md, problem, deletion_requested_at, self.config, now)
+        self.execute(decision.actions, post_event)
+        return decision
+
+    def execute(self, actions: list[Action], post_event: EventSink) -> Problem | None:
+        """Run actions in order; stop at the first that the world refuses and return why."""
+        for action in actions:
+            try:
+                if isinstance(action, ApplyServeApplication):
+                    self.serve_client(action.ray_address).apply_application(
+                        action.app_config, self.config.http_options
+                    )
+                elif isinstance(action, DeleteServeApplication):
+                    self.serve_client(action.ray_address).delete_application(
+                        action.app_name, self.config.http_options
+                    )
+                else:
+                    post_event(action.type, action.reason, action.message)
+            except AdapterError as exc:
+                log.warning("action %s failed: %s", type(action).__name__, exc.message)
+                return serve_problem(exc)
+        return None
