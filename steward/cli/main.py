@@ -26,7 +26,8 @@ get = typer.Typer(help="Show resources.")
 app.add_typer(dev, name="dev")
 app.add_typer(get, name="get")
 
-console = Console()
+# Piped output (CI, make) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
+console = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 Home = Annotated[

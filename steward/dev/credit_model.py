@@ -56,6 +56,7 @@ def train(data: pd.DataFrame) -> Any:
 def register(tracking_uri: str, model_name: str, n: int = 4000, seed: int = 7) -> str:
     """Train on `n` applicants and register a new version of `model_name`; returns the version."""
     import mlflow
+    import sklearn
     from mlflow.models import infer_signature
 
     data = applicants(n, seed)
@@ -72,6 +73,8 @@ def register(tracking_uri: str, model_name: str, n: int = 4000, seed: int = 7) -
             signature=infer_signature(inputs, model.predict(inputs)),
             input_example=inputs.head(2),
             registered_model_name=model_name,
+            # Named, not inferred: inference exports the whole project environment, slowly.
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", "pandas<3"],
         )
     version = info.registered_model_version
     if version is None:

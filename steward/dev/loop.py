@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--interval-s", type=float, default=1.0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the decisions
     stack = Stack.load(args.home)
     reconciler = Reconciler(stack.operator_config(), ray_token=stack.ray_token())
     ControlLoop(LocalStore(args.home), reconciler).run(args.interval_s, threading.Event())

@@ -153,14 +153,14 @@ class LocalStore:
                 spec_hash=digest,
                 created_at=now.isoformat(),
                 status=ModelDeploymentStatus(),
-                spec=md.spec.model_dump(mode="json", by_alias=True),
+                spec=md.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
             )
         elif existing.spec_hash != digest or existing.deletion_requested_at:
             obj = replace(
                 existing,
                 generation=existing.generation + 1,
                 spec_hash=digest,
-                spec=md.spec.model_dump(mode="json", by_alias=True),
+                spec=md.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
                 deletion_requested_at=None,
             )
         else:
