@@ -69,7 +69,9 @@ class MlflowRegistry:
         if response.status_code == 404 or "RESOURCE_DOES_NOT_EXIST" in response.text[:500]:
             return None
         if response.status_code >= 500:
-            raise Unreachable(f"MLflow at {self.tracking_uri} failed ({response.status_code}): {response.text[:300]}")
+            raise Unreachable(
+                f"MLflow at {self.tracking_uri} failed ({response.status_code}): {response.text[:300]}"
+            )
         if response.status_code >= 400:
             raise Rejected(f"MLflow refused {path} {params} ({response.status_code}): {response.text[:300]}")
         body: dict[str, Any] = response.json()

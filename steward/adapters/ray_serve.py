@@ -111,13 +111,17 @@ class RayServeClient:
         if 400 <= response.status_code < 500:
             raise Rejected(f"Ray rejected the Serve config ({response.status_code}): {response.text[:2000]}")
         if response.status_code >= 500:
-            raise Unreachable(f"Ray dashboard at {self.address} failed ({response.status_code}): {response.text[:500]}")
+            raise Unreachable(
+                f"Ray dashboard at {self.address} failed ({response.status_code}): {response.text[:500]}"
+            )
         if not response.content:
             return {}
         try:
             body: dict[str, Any] = response.json()
         except ValueError as exc:
-            raise Unreachable(f"Ray dashboard at {self.address} answered non-JSON: {response.text[:200]}") from exc
+            raise Unreachable(
+                f"Ray dashboard at {self.address} answered non-JSON: {response.text[:200]}"
+            ) from exc
         return body
 
     def instance(self) -> dict[str, Any]:

@@ -23,7 +23,9 @@ def explain(error: ValidationError) -> str:
 
 def parse_manifest(doc: Any, source: str) -> ModelDeployment:
     if not isinstance(doc, dict):
-        raise ManifestError(f"{source}: expected a YAML mapping (a Kubernetes object), got {type(doc).__name__}")
+        raise ManifestError(
+            f"{source}: expected a YAML mapping (a Kubernetes object), got {type(doc).__name__}"
+        )
     if doc.get("apiVersion") != API_VERSION or doc.get("kind") != KIND:
         raise ManifestError(
             f"{source}: not a {KIND} (apiVersion {doc.get('apiVersion')!r}, kind {doc.get('kind')!r}); "

@@ -55,9 +55,7 @@ def _cel(rule: str, message: str) -> dict[str, Any]:
 class _Wire(BaseModel):
     """camelCase on the wire, snake_case in Python; unknown fields are an error, not silently dropped."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 class ModelRef(_Wire):
@@ -73,13 +71,13 @@ class ModelRef(_Wire):
     name: Annotated[str, Field(min_length=1, max_length=256, description="Registered model name.")]
     version: Annotated[
         str | None,
-        Field(pattern=r"^[1-9][0-9]*$", description="Registered model version, e.g. \"3\"."),
+        Field(pattern=r"^[1-9][0-9]*$", description='Registered model version, e.g. "3".'),
     ] = None
     alias: Annotated[
         str | None,
         Field(
             pattern=r"^[A-Za-z0-9_-]{1,255}$",
-            description="Registry alias to follow, e.g. \"champion\".",
+            description='Registry alias to follow, e.g. "champion".',
         ),
     ] = None
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import yaml
 from rich.console import Console
-from rich.table import Table
 
-from steward.api.conditions import ConditionType
 from steward.api.crd import render_crd_yaml
 from steward.api.manifests import ManifestError, load_manifests
-from steward.dev.store import LocalStore, StoredObject
-from steward.operator.status import find
+from steward.cli.tables import status_table
+from steward.dev.store import LocalStore
 
 app = typer.Typer(help="Steward: model lifecycle on Kubernetes and Ray Serve.", no_args_is_help=True)
 dev = typer.Typer(help="The embedded local stack: MLflow + Ray + a manifest-folder control loop.")
@@ -44,7 +41,9 @@ def fail(message: str, code: int = 1) -> None:
 
 @app.command()
 def crd(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
 ) -> None:
     """Print the ModelDeployment CustomResourceDefinition generated from the API models."""
     text = render_crd_yaml()
@@ -137,34 +136,6 @@ def dev_delete(
     console.print(f'modeldeployment.steward.io "{name}" deleted')
 
 
-def _age(created: str) -> str:
-    seconds = int((datetime.now(UTC) - datetime.fromisoformat(created)).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def status_table(objects: list[StoredObject]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("NAMESPACE", "NAME", "MODEL", "VERSION", "PHASE", "READY", "REPLICAS", "ENDPOINT", "AGE"):
-        table.add_column(column)
-    for obj in objects:
-        ready = find(obj.status.conditions, ConditionType.READY)
-        table.add_row(
-            obj.namespace,
-            obj.name,
-            str(obj.spec.get("model", {}).get("name", "")),
-            obj.status.stable.version if obj.status.stable else "",
-            obj.status.phase.value,
-            ready.status.value if ready else "",
-            str(obj.status.ready_replicas),
-            obj.status.endpoint or "",
-            _age(obj.created_at),
-        )
-    return table
-
-
 @get.command("md")
 def get_md(
     name: Annotated[str | None, typer.Argument()] = None,
@@ -174,7 +145,7 @@ def get_md(
 ) -> None:
     """List ModelDeployments of the local stack, or show one with its conditions."""
     store = LocalStore(home)
-    objects = store.list() if name is None else [o for o in [store.get(namespace, name)] if o]
+    objects = store.all() if name is None else [o for o in [store.get(namespace, name)] if o]
     if name is not None and not objects:
         fail(f"ModelDeployment {namespace}/{name} not found under {home}")
     if output == "table":
@@ -193,7 +164,7 @@ def get_md(
 @app.command()
 def demo(home: Home = DEFAULT_HOME) -> None:
     """Train and register a credit-scoring model, serve it locally, and send it predictions."""
-    from steward.dev.demo import run_demo
+    from steward.cli.demo import run_demo
 
     run_demo(home, console)
 

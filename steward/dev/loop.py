@@ -17,10 +17,10 @@ from pathlib import Path
 
 from steward.api.manifests import ManifestError, load_manifests
 from steward.api.model_deployment import ModelDeployment
+from steward.dev.store import LocalStore, StoredObject
 from steward.operator.actions import EventType
 from steward.operator.core import retry_delay_s
 from steward.operator.reconciler import EventSink, Reconciler
-from steward.dev.store import LocalStore, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class ControlLoop:
             for md in manifests:
                 present.add(md.key)
                 self._reconcile(md, now)
-        for obj in self.store.list():
+        for obj in self.store.all():
             if f"{obj.namespace}/{obj.name}" not in present:
                 self._finalize(obj, now)
 
@@ -102,7 +102,9 @@ class ControlLoop:
         if not self._due(key, now):
             return
         requested = datetime.fromisoformat(obj.deletion_requested_at or now.isoformat())
-        decision = self.reconciler.finalize(obj.resource(), requested, now, self._events(obj.namespace, obj.name))
+        decision = self.reconciler.finalize(
+            obj.resource(), requested, now, self._events(obj.namespace, obj.name)
+        )
         if decision.release_finalizer:
             self.store.forget(obj.namespace, obj.name)
             self._backoff.pop(key, None)
@@ -115,7 +117,7 @@ class ControlLoop:
         while not stop.is_set():
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - one bad pass must not end the loop; it is logged in full
+            except Exception:
                 log.exception("control loop pass failed; retrying in %.1fs", interval_s)
             stop.wait(interval_s)
 
@@ -123,7 +125,9 @@ class ControlLoop:
 def main() -> None:
     from steward.dev.stack import Stack
 
-    parser = argparse.ArgumentParser(description="Steward's local control loop (started by `steward dev up`).")
+    parser = argparse.ArgumentParser(
+        description="Steward's local control loop (started by `steward dev up`)."
+    )
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--interval-s", type=float, default=1.0)
     args = parser.parse_args()

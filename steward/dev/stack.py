@@ -7,6 +7,7 @@ ports and process ids so that `steward dev down` and the CLI find the stack agai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -165,7 +166,9 @@ class Stack:
                 except httpx.HTTPError:
                     pass
                 if time.monotonic() > deadline:
-                    raise StackError(f"{name} did not answer at {url} within {timeout_s:.0f}s; see {self.home}/logs")
+                    raise StackError(
+                        f"{name} did not answer at {url} within {timeout_s:.0f}s; see {self.home}/logs"
+                    )
                 time.sleep(1)
 
     def up(self, with_loop: bool = True) -> None:
@@ -202,7 +205,5 @@ def _stop_group(pid: int, grace_s: float = 10.0) -> None:
         except ProcessLookupError:
             return
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

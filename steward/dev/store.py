@@ -135,10 +135,12 @@ class LocalStore:
             return None
         return StoredObject.from_json(json.loads(path.read_text()))
 
-    def list(self) -> list[StoredObject]:
+    def all(self) -> list[StoredObject]:
         if not self.objects.exists():
             return []
-        return [StoredObject.from_json(json.loads(p.read_text())) for p in sorted(self.objects.glob("*.json"))]
+        return [
+            StoredObject.from_json(json.loads(p.read_text())) for p in sorted(self.objects.glob("*.json"))
+        ]
 
     def admit(self, md: ModelDeployment, now: datetime) -> StoredObject:
         """The stored object for a manifest: new, same generation, or the next generation on a spec change."""

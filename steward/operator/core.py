@@ -173,9 +173,13 @@ def _serve_message(serve: ServeState) -> str:
 def _transition_events(old: list[Condition], new: list[Condition]) -> list[PostEvent]:
     """One Event when Ready changes status or reason; none on a resync that changed nothing."""
     before, after = find(old, ConditionType.READY), find(new, ConditionType.READY)
-    if after is None or (before is not None and (before.status, before.reason) == (after.status, after.reason)):
+    if after is None or (
+        before is not None and (before.status, before.reason) == (after.status, after.reason)
+    ):
         return []
-    kind = EventType.NORMAL if after.status != FALSE or after.reason == Reason.DEPLOYING else EventType.WARNING
+    kind = (
+        EventType.NORMAL if after.status != FALSE or after.reason == Reason.DEPLOYING else EventType.WARNING
+    )
     return [PostEvent(kind, after.reason.value, after.message)]
 
 

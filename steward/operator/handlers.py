@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from steward.api.model_deployment import GROUP, PLURAL, VERSION, ModelDeployment
+from steward.api.model_deployment import GROUP, PLURAL, VERSION
 from steward.operator.actions import EventType
 from steward.operator.config import config_from_env
 from steward.operator.core import Decision, retry_delay_s

@@ -62,9 +62,7 @@ def status_patch(status: ModelDeploymentStatus) -> dict[str, Any]:
 def invalid_spec_status(body: Mapping[str, Any], error: ValidationError, now: datetime) -> dict[str, Any]:
     old = _status(body.get("status"))
     generation = (body.get("metadata") or {}).get("generation")
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-    )
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
     conditions = set_condition(
         old.conditions,
         ConditionType.READY,

@@ -45,7 +45,7 @@ class ModelVersion:
 
 @serve.deployment
 class Router:
-    def __init__(self, deployment: str, model_name: str, versions: dict[str, DeploymentHandle]) -> None:
+    def __init__(self, deployment: str, model_name: str, versions: dict[str, DeploymentHandle[Any]]) -> None:
         self.deployment = deployment
         self.model_name = model_name
         self.versions = versions

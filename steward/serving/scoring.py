@@ -94,7 +94,7 @@ def score(model: PyFuncModel, payload: dict[str, Any]) -> Answer:
     except MlflowException as exc:
         # Raised by MLflow's schema enforcement before the model runs: missing column, unsafe cast.
         return error(ErrorCode.INVALID_INPUT, "the input does not match the model's signature", exc.message)
-    except Exception as exc:  # noqa: BLE001 - a model bug must not take the replica down with it
+    except Exception as exc:
         log.exception("model raised on a request")
         return error(ErrorCode.MODEL_ERROR, f"the model failed: {type(exc).__name__}: {exc}")
     out = io.StringIO()

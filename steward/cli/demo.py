@@ -9,7 +9,10 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from steward.adapters.errors import NotFound
+from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.api.manifests import load_manifests
+from steward.cli.tables import status_table
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
 from steward.dev.stack import Stack, StackError
 from steward.dev.store import LocalStore, StoredObject
@@ -37,11 +40,14 @@ def ensure_stack(home: Path, console: Console) -> Stack:
 def ensure_champion(stack: Stack, console: Console) -> str:
     from mlflow import MlflowClient
 
-    client = MlflowClient(stack.tracking_uri)
+    registry = MlflowRegistry(stack.tracking_uri)
     try:
-        return str(client.get_model_version_by_alias(MODEL, "champion").version)
-    except Exception:  # noqa: BLE001 - MLflow raises RestException when the model or alias is missing
-        pass
+        return registry.resolve(MODEL, alias="champion").version
+    except NotFound:
+        console.print(f"no {MODEL}@champion on this stack yet")
+    finally:
+        registry.close()
+    client = MlflowClient(stack.tracking_uri)
     with console.status("training the credit-scoring model on 4000 synthetic applicants..."):
         version = register(stack.tracking_uri, MODEL)
     client.set_registered_model_alias(MODEL, "champion", version)
@@ -49,7 +55,9 @@ def ensure_champion(stack: Stack, console: Console) -> str:
     return version
 
 
-def wait_ready(store: LocalStore, namespace: str, name: str, console: Console, timeout_s: float) -> StoredObject:
+def wait_ready(
+    store: LocalStore, namespace: str, name: str, console: Console, timeout_s: float
+) -> StoredObject:
     deadline = time.monotonic() + timeout_s
     with console.status("waiting for the model to be Ready...") as spinner:
         while time.monotonic() < deadline:
@@ -67,8 +75,6 @@ def wait_ready(store: LocalStore, namespace: str, name: str, console: Console, t
 
 
 def run_demo(home: Path, console: Console) -> None:
-    from steward.cli.main import status_table
-
     stack = ensure_stack(home, console)
     ensure_champion(stack, console)
     store = LocalStore(home)
@@ -96,9 +102,9 @@ def run_demo(home: Path, console: Console) -> None:
             str(answer["model"]["version"]),
         )
     console.print(table)
-    console.print(status_table(store.list()))
+    console.print(status_table(store.all()))
     console.print(
-        f"\nThe stack keeps running: try `curl -X POST {obj.status.endpoint} -H 'content-type: application/json' "
-        "-d '{\"dataframe_records\": [...]}'` or `uv run steward get md credit-risk`."
+        f"\nThe stack keeps running: try `uv run steward get md {md.metadata.name}`, or POST MLflow "
+        f"scoring JSON (dataframe_records, dataframe_split, instances, inputs) to {obj.status.endpoint}"
     )
     console.print("Stop it with: [bold]make demo-down[/] (or `uv run steward dev down`)")
