@@ -1,0 +1,142 @@
+"""One real stack per test session: an S3 endpoint (moto server), an MLflow server storing artifacts in it,
+and a local Ray head with token authentication, all started by the same `Stack` code the demo uses.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from moto.server import ThreadedMotoServer
+
+from steward.adapters.ray_serve import RayServeClient
+from steward.dev.stack import Stack
+
+BUCKET = "steward-artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.5) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` and the last value seen."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last seen: {last!r}")
+
+
+@pytest.fixture(scope="session")
+def s3_env() -> Iterator[dict[str, str]]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name="us-east-1",
+                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)  # fmt: skip
+    yield env
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, s3_env: dict[str, str]) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("steward-home")
+    stack = Stack(
+        home=home,
+        mlflow_port=free_port(),
+        ray_gcs_port=free_port(),
+        ray_dashboard_port=free_port(),
+        serve_port=free_port(),
+        num_cpus=4,  # logical slots: replicas ask for fractions; the machine has 2 cores
+        artifacts_destination=f"s3://{BUCKET}/mlflow",
+        env=s3_env,
+    )
+    try:
+        stack.up(with_loop=False)
+        yield stack
+    finally:
+        stack.down()
+
+
+@dataclass(frozen=True)
+class Registered:
+    good_v1: str
+    good_v2: str
+    broken: str  # a version whose artifacts fail to load
+
+
+@pytest.fixture(scope="session")
+def models(stack: Stack) -> Registered:
+    import mlflow
+    import mlflow.pyfunc
+
+    from steward.dev.credit_model import register
+
+    v1 = register(stack.tracking_uri, "credit-risk", n=2000, seed=7)
+    v2 = register(stack.tracking_uri, "credit-risk", n=2000, seed=8)
+
+    class Broken(mlflow.pyfunc.PythonModel):
+        def load_context(self, context: Any) -> None:
+            raise RuntimeError("this model cannot load: missing feature store credentials")
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return model_input
+
+    with mlflow.start_run(run_name="broken"):
+        info = mlflow.pyfunc.log_model(name="model", python_model=Broken(), registered_model_name="broken-model",
+                                       pip_requirements=["mlflow"])  # fmt: skip
+    return Registered(good_v1=v1, good_v2=v2, broken=str(info.registered_model_version))
+
+
+@pytest.fixture(scope="session")
+def ray_client(stack: Stack) -> Iterator[RayServeClient]:
+    client = RayServeClient(stack.ray_address, stack.ray_token(), timeout_s=30)
+    yield client
+    client.close()
+
+
+def predict(url: str, records: list[dict[str, Any]]) -> httpx.Response:
+    return httpx.post(url, json={"dataframe_records": records}, timeout=30)
+
+
+def applicant_records(n: int, seed: int = 99) -> list[dict[str, Any]]:
+    from steward.dev.credit_model import FEATURES, SENSITIVE, applicants
+
+    records: list[dict[str, Any]] = applicants(n, seed)[FEATURES + SENSITIVE].to_dict(orient="records")
+    return records
+
+
+def expected_classes(tracking_uri: str, version: str, records: list[dict[str, Any]]) -> list[int]:
+    """What the registered model itself answers, loaded in-process, to compare with the served answer."""
+    import mlflow.pyfunc
+    import pandas as pd
+
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    model = mlflow.pyfunc.load_model(f"models:/credit-risk/{version}")
+    from steward.dev.credit_model import FEATURES
+
+    return [int(x) for x in model.predict(pd.DataFrame(records)[FEATURES].astype("float64"))]
+
+
+ROOT = Path(__file__).resolve().parents[2]
