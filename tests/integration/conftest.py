@@ -53,8 +53,14 @@ def s3_env() -> Iterator[dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
     }
-    boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name="us-east-1",
-                 aws_access_key_id="testing", aws_secret_access_key="testing").create_bucket(Bucket=BUCKET)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket=BUCKET)
     yield env
     server.stop()
 
@@ -104,8 +110,12 @@ def models(stack: Stack) -> Registered:
             return model_input
 
     with mlflow.start_run(run_name="broken"):
-        info = mlflow.pyfunc.log_model(name="model", python_model=Broken(), registered_model_name="broken-model",
-                                       pip_requirements=["mlflow"])  # fmt: skip
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=Broken(),
+            registered_model_name="broken-model",
+            pip_requirements=["mlflow"],
+        )
     return Registered(good_v1=v1, good_v2=v2, broken=str(info.registered_model_version))
 
 

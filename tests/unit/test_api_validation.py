@@ -37,7 +37,7 @@ def test_exactly_one_of_version_or_alias_in_pydantic_and_cel(model, ok):
     if ok:
         ModelRef.model_validate(model)
     else:
-        with pytest.raises(ValidationError, match="exactly one of model.version or model.alias"):
+        with pytest.raises(ValidationError, match=r"exactly one of model\.version or model\.alias"):
             ModelRef.model_validate(model)
 
 
@@ -91,7 +91,8 @@ def test_example_manifest_is_valid():
         ("- a\n- b\n", "expected a YAML mapping"),
         ("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "not a ModelDeployment"),
         (
-            "apiVersion: steward.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\nspec: {model: {name: m}}\n",
+            "apiVersion: steward.io/v1alpha1\nkind: ModelDeployment\nmetadata: {name: x}\n"
+            "spec: {model: {name: m}}\n",
             "exactly one of model.version or model.alias",
         ),
         (

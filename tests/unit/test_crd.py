@@ -52,7 +52,13 @@ def test_crd_names_and_printer_columns():
     assert crd["spec"]["names"]["shortNames"] == ["md"]
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Model", "Version", "Phase", "Ready", "Age"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Model",
+        "Version",
+        "Phase",
+        "Ready",
+        "Age",
+    ]
 
 
 def test_crd_validates_against_the_kubernetes_schema():
@@ -63,6 +69,10 @@ def test_crd_validates_against_the_kubernetes_schema():
 
 def test_steward_crd_command_prints_the_file():
     done = subprocess.run(
-        [sys.executable, "-m", "steward.cli.main", "crd"], capture_output=True, text=True, check=True, cwd=ROOT
+        [sys.executable, "-m", "steward.cli.main", "crd"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     assert done.stdout == CRD_FILE.read_text()

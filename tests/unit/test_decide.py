@@ -29,7 +29,14 @@ def applies(decision: Decision) -> list[ApplyServeApplication]:
 
 CASES = [
     # (case, observations, phase, ready, applies?, retry?)
-    ("new: app absent", Observations(resolved(), None), Phase.PROGRESSING, ("False", "Deploying"), True, False),
+    (
+        "new: app absent",
+        Observations(resolved(), None),
+        Phase.PROGRESSING,
+        ("False", "Deploying"),
+        True,
+        False,
+    ),
     (
         "deployed config differs (new version)",
         Observations(resolved("4"), serving("RUNNING", DESIRED)),
@@ -105,7 +112,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("case", "obs", "phase", "ready", "apply", "retry"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "obs", "phase", "ready", "apply", "retry"), CASES, ids=[c[0] for c in CASES]
+)
 def test_decide_table(case, obs, phase, ready, apply, retry):
     decision = decide(md(), obs, CONFIG, T0)
     assert decision.status.phase == phase
@@ -135,7 +144,9 @@ def test_running_records_stable_version_endpoint_and_replicas():
 def test_registry_problem_keeps_what_is_serving():
     before = decide(md(), Observations(resolved(), serving("RUNNING", DESIRED)), CONFIG, T0).status
     changed = md({"model": {"name": "credit-risk", "version": "9"}}, before.model_dump(by_alias=True), 2)
-    problem = Problem(Reason.VERSION_NOT_FOUND, "model 'credit-risk' has no version 9; existing versions: 3", False)
+    problem = Problem(
+        Reason.VERSION_NOT_FOUND, "model 'credit-risk' has no version 9; existing versions: 3", False
+    )
     decision = decide(changed, Observations(problem, serving("RUNNING", DESIRED)), CONFIG, T0)
     assert not [a for a in decision.actions if isinstance(a, (ApplyServeApplication, DeleteServeApplication))]
     assert decision.status.stable is not None and decision.status.stable.version == "3"
@@ -162,7 +173,9 @@ def test_events_only_on_transitions():
     )
     assert again.actions == []
     # lastTransitionTime stays when the status did not change
-    assert find(again.status.conditions, ConditionType.READY) == find(first.status.conditions, ConditionType.READY)
+    assert find(again.status.conditions, ConditionType.READY) == find(
+        first.status.conditions, ConditionType.READY
+    )
 
 
 def test_failure_event_is_a_warning():
@@ -185,7 +198,9 @@ def test_restart_resumes_from_status_without_reapplying():
 
 
 def test_spec_ray_address_overrides_default_and_drives_endpoint():
-    custom = md({"model": {"name": "credit-risk", "version": "3"}, "serving": {"rayAddress": "http://gpu-ray:8265"}})
+    custom = md(
+        {"model": {"name": "credit-risk", "version": "3"}, "serving": {"rayAddress": "http://gpu-ray:8265"}}
+    )
     decision = decide(custom, Observations(resolved(), None), CONFIG, T0)
     assert applies(decision)[0].ray_address == "http://gpu-ray:8265"
     assert decision.status.endpoint == "http://gpu-ray:8000/risk/credit"

@@ -28,7 +28,9 @@ class FakeDashboard:
         if request.method == "PUT":
             body = json.loads(request.content)
             self.puts.append(body)
-            self.apps = {a["name"]: {"status": "DEPLOYING", "deployed_app_config": a} for a in body["applications"]}
+            self.apps = {
+                a["name"]: {"status": "DEPLOYING", "deployed_app_config": a} for a in body["applications"]
+            }
             return httpx.Response(200)
         if request.method == "DELETE":
             self.apps = {}
@@ -46,7 +48,9 @@ HTTP = {"host": "127.0.0.1", "port": 8000}
 
 
 def test_apply_keeps_every_other_application_and_running_http_options():
-    fake = FakeDashboard({"other": {"status": "RUNNING", "deployed_app_config": OTHER}}, {"host": "0.0.0.0", "port": 9})
+    fake = FakeDashboard(
+        {"other": {"status": "RUNNING", "deployed_app_config": OTHER}}, {"host": "0.0.0.0", "port": 9}
+    )
     client(fake).apply_application(MINE, HTTP)
     (put,) = fake.puts
     assert [a["name"] for a in put["applications"]] == ["other", "mine"]
@@ -85,7 +89,9 @@ def test_refuses_to_overwrite_an_imperatively_deployed_app():
 
 
 def test_missing_token_is_a_clear_permanent_error():
-    transport = httpx.MockTransport(lambda r: httpx.Response(401, text="Unauthorized: Missing authentication token"))
+    transport = httpx.MockTransport(
+        lambda r: httpx.Response(401, text="Unauthorized: Missing authentication token")
+    )
     with pytest.raises(Unauthorized, match="RAY_AUTH_TOKEN") as info:
         RayServeClient("http://ray:8265", None, transport=transport).get_application("x")
     assert not info.value.temporary

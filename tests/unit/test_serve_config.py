@@ -32,7 +32,11 @@ def test_plan_maps_replicas_and_resources():
     }
     config = plan_serve_config(md(spec), resolved(), CONFIG)
     version = config["deployments"][1]
-    assert version["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 4, "target_ongoing_requests": 3}
+    assert version["autoscaling_config"] == {
+        "min_replicas": 0,
+        "max_replicas": 4,
+        "target_ongoing_requests": 3,
+    }
     assert version["max_ongoing_requests"] == 9
     assert version["ray_actor_options"] == {"num_cpus": 2, "num_gpus": 0.5, "memory": 2**30}
     assert config["route_prefix"] == "/score"
@@ -57,5 +61,7 @@ def test_configs_match_ignores_rays_number_spelling_but_not_values():
 def test_replica_env_is_forwarded():
     from dataclasses import replace
 
-    config = plan_serve_config(md(), resolved(), replace(CONFIG, replica_env={"MLFLOW_S3_ENDPOINT_URL": "http://s3"}))
+    config = plan_serve_config(
+        md(), resolved(), replace(CONFIG, replica_env={"MLFLOW_S3_ENDPOINT_URL": "http://s3"})
+    )
     assert config["runtime_env"]["env_vars"]["MLFLOW_S3_ENDPOINT_URL"] == "http://s3"
