@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh Linux machine with Python 3.11 and git:
+#   make demo   - install, start the embedded stack (MLflow + Ray + control loop), run the demo
+#   make test   - install, then ruff, mypy --strict, import contracts and the whole test suite
+SHELL := /bin/bash
+UV := $(shell scripts/ensure-uv.sh)
+export UV_PYTHON := 3.11
+
+.PHONY: setup demo demo-down test lint typecheck contracts pytest crd bench clean
+
+setup:
+	$(UV) sync --frozen --all-extras
+
+demo: setup
+	$(UV) run --frozen steward demo
+
+demo-down:
+	$(UV) run --frozen steward dev down
+
+lint: setup
+	$(UV) run --frozen ruff check steward tests benchmarks
+	$(UV) run --frozen ruff format --check steward tests benchmarks
+
+typecheck: setup
+	$(UV) run --frozen mypy
+
+contracts: setup
+	$(UV) run --frozen lint-imports
+
+pytest: setup
+	$(UV) run --frozen pytest -p no:cacheprovider
+
+test: lint typecheck contracts pytest
+
+crd: setup
+	$(UV) run --frozen steward crd -o crds/modeldeployment.yaml
+
+bench: setup
+	$(UV) run --frozen python -m benchmarks.run
+
+clean:
+	rm -rf .venv .steward .mypy_cache .ruff_cache .pytest_cache
