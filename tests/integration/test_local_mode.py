@@ -92,6 +92,13 @@ def test_predictions_match_the_registered_model(endpoint: str, stack: Stack, mod
     assert response.json()["predictions"] == expected_classes(stack.tracking_uri, models.good_v1, records)
 
 
+GOOD_ROW = {
+    "income": 5e4,
+    "debt_ratio": 0.2,
+    "credit_history_months": 3,
+    "late_payments": 0,
+    "loan_amount": 100,
+}
 BAD_REQUESTS = [
     ("malformed JSON", b'{"dataframe_records": [', 400, "MALFORMED_JSON"),
     ("not an object", b"[1, 2, 3]", 400, "UNSUPPORTED_FORMAT"),
@@ -99,19 +106,7 @@ BAD_REQUESTS = [
     ("missing columns", json.dumps({"dataframe_records": [{"income": 5e4}]}).encode(), 422, "INVALID_INPUT"),
     (
         "wrong types",
-        json.dumps(
-            {
-                "dataframe_records": [
-                    {
-                        "income": "lots",
-                        "debt_ratio": 0.2,
-                        "credit_history_months": 3,
-                        "late_payments": 0,
-                        "loan_amount": 100,
-                    }  # fmt: skip
-                ]
-            }
-        ).encode(),
+        json.dumps({"dataframe_records": [{**GOOD_ROW, "income": "lots"}]}).encode(),
         422,
         "INVALID_INPUT",
     ),
