@@ -1,8 +1,8 @@
-"""What Steward's serving path costs per request, against the same model behind one bare Ray Serve deployment.
+"""What Steward's serving path costs per request, against the same model behind a bare Serve deployment.
 
-Starts its own local stack (MLflow + Ray, on free ports), registers the demo model, serves it twice on the same
-Ray cluster, once as Steward's application (router -> model replica, JSON error handling, version tag) and once as
-the baseline (one deployment, no router hop), and sends both the same requests, interleaved in blocks so that
+Starts its own local stack (MLflow + Ray, on free ports), registers the demo model and serves it twice on the
+same Ray cluster: once as Steward's application (router -> model replica, error handling, version tag), once
+as the baseline (one deployment, no router hop). Both get the same requests, interleaved in blocks so that
 machine noise lands on both. Reports latency percentiles and throughput as ratios Steward / baseline.
 """
 
