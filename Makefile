@@ -32,7 +32,7 @@ pytest: setup
 test: lint typecheck contracts pytest
 
 crd: setup
-	$(UV) run --frozen steward crd -o crds/modeldeployment.yaml
+	scripts/sync-chart-crd.sh
 
 bench: setup
 	$(UV) run --frozen python -m benchmarks.run

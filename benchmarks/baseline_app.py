@@ -20,7 +20,7 @@ class BareModel:
 
     async def __call__(self, request: Request) -> dict[str, Any]:
         payload = await request.json()
-        frame = pd.DataFrame(payload["dataframe_records"])
+        frame = pd.DataFrame(payload["dataframe_records"]).astype("float64")
         return {"predictions": [int(x) for x in self.model.predict(frame)]}
 
 

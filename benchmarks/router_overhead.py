@@ -70,7 +70,8 @@ def _serve_baseline(stack: Stack, version: str, client: RayServeClient) -> str:
         "route_prefix": "/baseline",
         "import_path": "baseline_app:build",
         "args": {"model_uri": f"models:/credit-risk/{version}"},
-        "runtime_env": {"working_dir": str(HERE), "env_vars": {"MLFLOW_TRACKING_URI": stack.tracking_uri}},
+        # Ray's declarative config takes only remote working_dirs; this folder is on the (local) node already.
+        "runtime_env": {"env_vars": {"MLFLOW_TRACKING_URI": stack.tracking_uri, "PYTHONPATH": str(HERE)}},
         "deployments": [
             {"name": "BareModel", "max_ongoing_requests": 16, "ray_actor_options": {"num_cpus": 0.5}}
         ],
