@@ -41,8 +41,9 @@ def manifest(name: str, model: dict[str, Any], serving: dict[str, Any] | None = 
 class Cluster:
     """The test's kubectl: plain HTTP to the emulated API server."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, kmock: Any) -> None:
         self.http = httpx.AsyncClient(base_url=url, timeout=10)
+        self.kmock = kmock
 
     async def create(self, body: dict[str, Any]) -> None:
         (await self.http.post(BASE, json=body)).raise_for_status()
@@ -63,6 +64,22 @@ class Cluster:
         response.raise_for_status()
         body: dict[str, Any] = response.json()
         return body
+
+    async def events(self, name: str) -> list[dict[str, Any]]:
+        """Events Kopf posted about `name`, read from the requests the emulated API received: kmock ignores
+        `generateName`, so it stores only the first Event of a namespace and answers 409 to the rest."""
+        posted = [r.data for r in self.kmock if r.method == "POST" and r.url.path.endswith("/events")]
+        return [e for e in posted if isinstance(e, dict) and e.get("involvedObject", {}).get("name") == name]
+
+    async def wait_events(self, name: str, check: Callable[[set[tuple[str, str]]], bool]) -> None:
+        deadline = time.monotonic() + 15
+        seen: set[tuple[str, str]] = set()
+        while time.monotonic() < deadline:
+            seen = {(e["type"], e["reason"]) for e in await self.events(name)}
+            if check(seen):
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError(f"{name}: expected Events not posted within 15 s; seen: {sorted(seen)}")
 
     async def wait(
         self, name: str, check: Callable[[dict[str, Any] | None], bool], what: str, timeout_s: float
@@ -122,7 +139,7 @@ async def cluster(kmock: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> 
 
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
-    settings.posting.enabled = False
+    settings.posting.enabled = True  # Events land in the emulated API, where the tests read them
     settings.networking.request_timeout = 10
     # Kopf runs in its own thread and event loop, as in its container: on exit it cancels every task
     # of the loop it runs in, and this test's loop also serves the emulated API.
@@ -140,7 +157,7 @@ async def cluster(kmock: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> 
         daemon=True,
     )
     operator.start()
-    client = Cluster(api_url)
+    client = Cluster(api_url, kmock)
     try:
         yield client
     finally:
@@ -167,6 +184,10 @@ async def test_create_serve_update_delete(
     assert status["readyReplicas"] == 1
     assert status["endpoint"] == f"{stack.serve_url}/{NS}/credit"
     assert "finalizers" in obj["metadata"] and "steward.io/cleanup" in obj["metadata"]["finalizers"]
+    # Kopf posts Events from a queue, a moment after the status patch.
+    await cluster.wait_events(
+        "credit", lambda events: {("Normal", "Deploying"), ("Normal", "Running")} <= events
+    )
 
     records = applicant_records(40)
     response = await served(status["endpoint"], records)
@@ -271,6 +292,9 @@ async def test_ray_down_at_create_then_back(
         await cluster.delete("flaky")
         await cluster.wait("flaky", lambda o: o is None, "the finalizer released despite Ray down", 60)
         assert time.monotonic() - started >= 7
+        await cluster.wait_events("flaky", lambda events: ("Warning", "CleanupAbandoned") in events)
+        (warning,) = [e for e in await cluster.events("flaky") if e["reason"] == "CleanupAbandoned"]
+        assert f"{NS}-flaky may remain" in warning["message"]
         # The application was left behind on Ray, as the warning says; clean it up for the next tests.
         assert await asyncio.to_thread(ray_client.get_application, f"{NS}-flaky") is not None
         await asyncio.to_thread(
