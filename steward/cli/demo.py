@@ -14,7 +14,7 @@ from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.api.manifests import load_manifests
 from steward.cli.tables import status_table
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
-from steward.dev.stack import Stack, StackError
+from steward.dev.stack import STACK_FILE, Stack, StackError
 from steward.dev.store import LocalStore, StoredObject
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "credit-risk.yaml"
@@ -22,14 +22,16 @@ MODEL = "credit-risk"
 
 
 def ensure_stack(home: Path, console: Console) -> Stack:
-    try:
+    """Reuse a running local stack under `home`, or start one."""
+    if (home / STACK_FILE).exists():
         stack = Stack.load(home)
-        stack.wait_ready(timeout_s=5)
-        if "loop" in stack.pids:
-            console.print(f"using the local stack under {home}")
-            return stack
-    except StackError:
-        pass
+        try:
+            stack.wait_ready(timeout_s=5)
+            if "loop" in stack.pids:
+                console.print(f"using the local stack under {home}")
+                return stack
+        except StackError as exc:
+            console.print(f"the stack recorded under {home} is not running ({exc}); starting a new one")
     stack = Stack(home=home)
     with console.status("starting MLflow, Ray and the control loop (about 30 s)..."):
         stack.up()

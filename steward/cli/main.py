@@ -64,14 +64,10 @@ def dev_up(
     num_cpus: Annotated[int, typer.Option(help="CPUs Ray may schedule on.")] = os.cpu_count() or 2,
 ) -> None:
     """Start MLflow, a Ray head and the control loop, all on 127.0.0.1."""
-    from steward.dev.stack import Stack, StackError
+    from steward.dev.stack import STACK_FILE, Stack, StackError
 
-    try:
-        existing = Stack.load(home)
-        if existing.pids:
-            fail(f"a local stack is already recorded under {home}; run `steward dev down` first")
-    except StackError:
-        pass
+    if (home / STACK_FILE).exists() and Stack.load(home).pids:
+        fail(f"a local stack is already recorded under {home}; run `steward dev down` first")
     stack = Stack(
         home=home,
         mlflow_port=mlflow_port,
