@@ -173,6 +173,14 @@ class ServeApplicationStatus(_Wire):
     message: str = ""
 
 
+class AuditTrailStatus(_Wire):
+    model_config = ConfigDict(extra="ignore")
+
+    recorded_seq: Annotated[int, Field(description="Sequence number of the last record written.")] = 0
+    pending: Annotated[int, Field(description="Records buffered because the audit store refused them.")] = 0
+    message: str = ""
+
+
 class ModelDeploymentStatus(_Wire):
     model_config = ConfigDict(extra="ignore")
 
@@ -191,6 +199,7 @@ class ModelDeploymentStatus(_Wire):
     endpoint: str | None = None
     serve_application: ServeApplicationStatus | None = None
     ready_replicas: int = 0
+    audit: AuditTrailStatus | None = None
 
 
 class ObjectMeta(BaseModel):

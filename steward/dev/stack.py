@@ -78,6 +78,7 @@ class Stack:
             serve_port=self.serve_port,
             endpoint_base=self.serve_url,
             replica_env=dict(self.env),
+            audit_dir=str(self.home / "audit"),
             resync_interval_s=resync_interval_s,
             retry_max_delay_s=10.0,
             deletion_timeout_s=30.0,

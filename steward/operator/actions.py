@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from steward.audit.records import RecordDraft
+
 
 class EventType(StrEnum):
     NORMAL = "Normal"
@@ -31,4 +33,11 @@ class PostEvent:
     message: str
 
 
-Action = ApplyServeApplication | DeleteServeApplication | PostEvent
+@dataclass(frozen=True)
+class RecordAudit:
+    """Append to the audit trail; runs before the actions after it and before status is written."""
+
+    draft: RecordDraft
+
+
+Action = RecordAudit | ApplyServeApplication | DeleteServeApplication | PostEvent

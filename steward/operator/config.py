@@ -17,6 +17,12 @@ class OperatorConfig:
     endpoint_base: str | None = None
     # Environment for model replicas: artifact-store credentials, MLFLOW_S3_ENDPOINT_URL, ...
     replica_env: dict[str, str] = field(default_factory=dict)
+    # The audit trail: a local folder, or an S3 bucket (endpoint for MinIO and tests), and an HMAC key file.
+    audit_dir: str | None = None
+    audit_s3_bucket: str | None = None
+    audit_s3_prefix: str = "steward-audit"
+    audit_s3_endpoint: str | None = None
+    audit_key_path: str | None = None
     resync_interval_s: float = 15.0
     retry_max_delay_s: float = 60.0
     deletion_timeout_s: float = 120.0
@@ -57,6 +63,11 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         serve_port=int(env.get("STEWARD_SERVE_PORT", defaults.serve_port)),
         endpoint_base=env.get("STEWARD_ENDPOINT_BASE") or None,
         replica_env={k: env[k] for k in REPLICA_ENV_PASSTHROUGH if env.get(k)},
+        audit_dir=env.get("STEWARD_AUDIT_DIR") or None,
+        audit_s3_bucket=env.get("STEWARD_AUDIT_S3_BUCKET") or None,
+        audit_s3_prefix=env.get("STEWARD_AUDIT_S3_PREFIX", defaults.audit_s3_prefix),
+        audit_s3_endpoint=env.get("STEWARD_AUDIT_S3_ENDPOINT") or None,
+        audit_key_path=env.get("STEWARD_AUDIT_KEY_PATH") or None,
         resync_interval_s=float(env.get("STEWARD_RESYNC_INTERVAL_S", defaults.resync_interval_s)),
         retry_max_delay_s=float(env.get("STEWARD_RETRY_MAX_DELAY_S", defaults.retry_max_delay_s)),
         deletion_timeout_s=float(env.get("STEWARD_DELETION_TIMEOUT_S", defaults.deletion_timeout_s)),

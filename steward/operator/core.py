@@ -25,7 +25,9 @@ from steward.operator.actions import (
     DeleteServeApplication,
     EventType,
     PostEvent,
+    RecordAudit,
 )
+from steward.operator.audit_drafts import alias_drafts, deletion_draft, outcome_drafts, spec_drafts
 from steward.operator.config import OperatorConfig
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeState
 from steward.operator.serve_config import (
@@ -88,6 +90,10 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
     elif obs.serve is None:
         serve_app, ready_replicas = None, 0
 
+    drafts = spec_drafts(md)
+    if isinstance(obs.model, ResolvedModel):
+        drafts += alias_drafts(md, obs.model)
+
     if isinstance(obs.model, Problem):
         # What is serving keeps serving: a registry hiccup or a typo in the spec must not take a model down.
         problem = obs.model
@@ -120,6 +126,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         ready_replicas=ready_replicas,
     )
     actions.extend(_transition_events(old.conditions, status.conditions))
+    drafts += outcome_drafts(md, status, obs.model if isinstance(obs.model, ResolvedModel) else None)
+    # Records first: the trail says what happened before anything reports it done.
+    actions = [RecordAudit(d) for d in drafts] + actions
     return Decision(status=status, actions=actions, retry=bool(retry_reason), retry_reason=retry_reason)
 
 
@@ -202,7 +211,7 @@ def decide_deletion(
     `deletion_timeout_s` the finalizer goes anyway, with a warning that names what may be left behind.
     """
     if delete_problem is None:
-        return DeletionDecision(True, [])
+        return DeletionDecision(True, [RecordAudit(deletion_draft(md, deletion_requested_at, None))])
     waited_s = (now - deletion_requested_at).total_seconds()
     if delete_problem.temporary and waited_s < config.deletion_timeout_s:
         return DeletionDecision(False, [])
@@ -210,12 +219,13 @@ def decide_deletion(
     return DeletionDecision(
         True,
         [
+            RecordAudit(deletion_draft(md, deletion_requested_at, f"{delete_problem.message}; {leftover}")),
             PostEvent(
                 EventType.WARNING,
                 "CleanupAbandoned",
                 f"gave up removing the model from Ray Serve after {waited_s:.0f}s: "
                 f"{delete_problem.message}. {leftover}; remove it by hand",
-            )
+            ),
         ],
     )
 

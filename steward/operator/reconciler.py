@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 from steward.adapters.errors import AdapterError
 from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
 from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_from_env
 from steward.api.conditions import Reason
-from steward.api.model_deployment import ModelDeployment
+from steward.api.model_deployment import AuditTrailStatus, ModelDeployment
 from steward.api.serve_app import ROUTER_DEPLOYMENT
+from steward.audit.store import AuditStore, LocalFolderStore
+from steward.audit.trail import AuditTrail
 from steward.operator.actions import (
     Action,
     ApplyServeApplication,
     DeleteServeApplication,
     EventType,
     PostEvent,
+    RecordAudit,
 )
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
@@ -61,9 +66,27 @@ def serve_state(app: ServeApplication) -> ServeState:
     )
 
 
+def build_trail(config: OperatorConfig) -> AuditTrail | None:
+    """The audit trail the configuration names: an S3 bucket, a local folder, or none."""
+    key = Path(config.audit_key_path).read_bytes().strip() if config.audit_key_path else None
+    if config.audit_s3_bucket:
+        from steward.audit.s3_store import S3Store  # boto3 only where S3 is used
+
+        store: AuditStore = S3Store(
+            config.audit_s3_bucket, config.audit_s3_prefix, endpoint_url=config.audit_s3_endpoint
+        )
+        return AuditTrail(store, key)
+    if config.audit_dir:
+        return AuditTrail(LocalFolderStore(Path(config.audit_dir)), key)
+    return None
+
+
 class Reconciler:
-    def __init__(self, config: OperatorConfig, ray_token: str | None = None) -> None:
+    def __init__(
+        self, config: OperatorConfig, ray_token: str | None = None, trail: AuditTrail | None = None
+    ) -> None:
         self.config = config
+        self.trail = trail
         self.ray_token = ray_token if ray_token is not None else token_from_env()
         self.registry = MlflowRegistry(config.tracking_uri)
         self._serve_clients: dict[str, RayServeClient] = {}
@@ -94,14 +117,29 @@ class Reconciler:
         return Observations(model=model, serve=serve)
 
     def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
+        if self.trail is not None:
+            self.trail.flush(md.key)  # records buffered while the store was down go first, in order
         obs = self.observe(md)
         decision = decide(md, obs, self.config, now)
         failure = self.execute(decision.actions, post_event)
         if failure is not None:
             # The world refused an action: decide again with that as the observation, so status says why.
             decision = decide(md, Observations(model=obs.model, serve=failure), self.config, now)
-            self.execute([a for a in decision.actions if isinstance(a, PostEvent)], post_event)
-        return decision
+            self.execute([a for a in decision.actions if isinstance(a, (PostEvent, RecordAudit))], post_event)
+        return replace(
+            decision, status=decision.status.model_copy(update={"audit": self.audit_status(md.key)})
+        )
+
+    def audit_status(self, deployment: str) -> AuditTrailStatus:
+        if self.trail is None:
+            return AuditTrailStatus(
+                message="no audit store configured: set STEWARD_AUDIT_DIR or STEWARD_AUDIT_S3_BUCKET"
+            )
+        pending = self.trail.pending(deployment)
+        message = f"{pending} record(s) not yet stored: {self.trail.last_error}" if pending else ""
+        return AuditTrailStatus(
+            recorded_seq=self.trail.last_seq(deployment), pending=pending, message=message
+        )
 
     def finalize(
         self, md: ModelDeployment, deletion_requested_at: datetime, now: datetime, post_event: EventSink
@@ -123,6 +161,9 @@ class Reconciler:
                     self.serve_client(action.ray_address).delete_application(
                         action.app_name, self.config.http_options
                     )
+                elif isinstance(action, RecordAudit):
+                    if self.trail is not None:
+                        self.trail.record([action.draft])
                 else:
                     post_event(action.type, action.reason, action.message)
             except AdapterError as exc:

@@ -1,0 +1,78 @@
+"""Where audit records live: the store contract and the local-folder store.
+
+A store never overwrites: `append` of a sequence number that is already stored raises `RecordExists`, so two
+writers racing for the same position cannot both win, and nobody can rewrite history through the store's API.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+from steward.audit.records import AuditRecord
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or refused for a reason that may pass: retry, keep the record buffered."""
+
+
+class RecordExists(Exception):
+    """Another writer already stored this sequence number."""
+
+
+class AuditStore(Protocol):
+    def deployments(self) -> list[str]:
+        """Every trail in the store, as namespace/name."""
+        ...
+
+    def read(self, deployment: str) -> list[AuditRecord]:
+        """One trail in stored order (by sequence number in the object name)."""
+        ...
+
+    def append(self, record: AuditRecord) -> None:
+        """Store one record; raises RecordExists if its sequence number is taken."""
+        ...
+
+
+def record_name(seq: int) -> str:
+    # Zero-padded so that lexical order (S3 listings, directory listings) is sequence order.
+    return f"{seq:012d}.json"
+
+
+class LocalFolderStore:
+    """One file per record under `<root>/<namespace>/<name>/`, created exclusively (O_EXCL)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _dir(self, deployment: str) -> Path:
+        namespace, name = deployment.split("/", 1)
+        return self.root / namespace / name
+
+    def deployments(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(
+            f"{ns.name}/{d.name}" for ns in self.root.iterdir() if ns.is_dir() for d in ns.iterdir()
+        )
+
+    def read(self, deployment: str) -> list[AuditRecord]:
+        folder = self._dir(deployment)
+        if not folder.exists():
+            return []
+        return [AuditRecord.model_validate_json(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+
+    def append(self, record: AuditRecord) -> None:
+        folder = self._dir(record.deployment.key)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / record_name(record.seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileExistsError as exc:
+            raise RecordExists(f"{record.deployment.key} seq {record.seq} is already stored") from exc
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write the audit folder {folder}: {exc.strerror}") from exc
+        with os.fdopen(fd, "wb") as f:
+            f.write(record.model_dump_json().encode())
+            f.flush()
+            os.fsync(f.fileno())

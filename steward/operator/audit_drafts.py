@@ -1,0 +1,133 @@
+"""Which lifecycle transitions become audit records, and with what evidence (pure).
+
+Each draft names its cause, unique within the deployment's trail, so that replaying the same reconcile (after
+a restart, a retry, a resync) adds nothing to the trail.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from steward.api.conditions import ConditionStatus, ConditionType, Reason
+from steward.api.model_deployment import ModelDeployment, ModelDeploymentStatus
+from steward.audit.records import OPERATOR_ACTOR, AuditAction, DeploymentRef, ModelVersions, RecordDraft
+from steward.operator.observations import ResolvedModel
+from steward.operator.status import find
+
+# The CLI (and anyone changing a resource on someone's behalf) names the person here.
+ACTOR_ANNOTATION = "steward.io/actor"
+CHANGE_REASON_ANNOTATION = "steward.io/change-reason"
+
+
+def _ref(md: ModelDeployment) -> DeploymentRef:
+    return DeploymentRef(namespace=md.metadata.namespace, name=md.metadata.name, uid=md.metadata.uid)
+
+
+def _requester(md: ModelDeployment) -> str:
+    return md.metadata.annotations.get(ACTOR_ANNOTATION, "unknown (no steward.io/actor annotation)")
+
+
+def spec_drafts(md: ModelDeployment) -> list[RecordDraft]:
+    """created / spec-changed: the user's intent, recorded when the operator first sees a generation."""
+    generation = md.metadata.generation
+    created = md.status.observed_generation is None and not md.status.conditions
+    if not created and (generation is None or generation == md.status.observed_generation):
+        return []
+    spec = md.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return [
+        RecordDraft(
+            deployment=_ref(md),
+            actor=_requester(md),
+            action=AuditAction.CREATED if created else AuditAction.SPEC_CHANGED,
+            model=ModelVersions(name=md.spec.model.name, to_version=md.spec.model.version),
+            reason=md.metadata.annotations.get(
+                CHANGE_REASON_ANNOTATION, "resource created" if created else "spec changed"
+            ),
+            evidence={"spec": spec, "generation": generation},
+            cause="created" if created else f"spec:generation-{generation}",
+        )
+    ]
+
+
+def alias_drafts(md: ModelDeployment, model: ResolvedModel) -> list[RecordDraft]:
+    """alias-moved: the registry, not the resource, changed which version should serve."""
+    stable = md.status.stable
+    alias = md.spec.model.alias
+    if alias is None or stable is None or stable.version == model.version:
+        return []
+    return [
+        RecordDraft(
+            deployment=_ref(md),
+            actor=OPERATOR_ACTOR,
+            action=AuditAction.ALIAS_MOVED,
+            model=ModelVersions(name=model.name, from_version=stable.version, to_version=model.version),
+            reason=f"registry alias @{alias} now names version {model.version}",
+            evidence={"alias": alias, "model_uri": model.model_uri, "run_id": model.run_id},
+            cause=f"alias:{alias}:{model.version}",
+        )
+    ]
+
+
+def outcome_drafts(
+    md: ModelDeployment, new: ModelDeploymentStatus, model: ResolvedModel | None
+) -> list[RecordDraft]:
+    """deployed / deploy-failed: what Ray Serve did with the spec."""
+    old = md.status
+    generation = md.metadata.generation
+    drafts = []
+    if new.stable is not None and (old.stable is None or old.stable.version != new.stable.version):
+        drafts.append(
+            RecordDraft(
+                deployment=_ref(md),
+                actor=OPERATOR_ACTOR,
+                action=AuditAction.DEPLOYED,
+                model=ModelVersions(
+                    name=md.spec.model.name,
+                    from_version=old.stable.version if old.stable else None,
+                    to_version=new.stable.version,
+                ),
+                reason=f"version {new.stable.version} is serving with {new.ready_replicas} ready replica(s)",
+                evidence={
+                    "model_uri": new.stable.model_uri,
+                    "source": new.stable.source,
+                    "run_id": new.stable.run_id,
+                    "endpoint": new.endpoint,
+                    "serve_application": new.serve_application.name if new.serve_application else None,
+                },
+                cause=f"deployed:{new.stable.version}:generation-{generation}",
+            )
+        )
+    before, after = find(old.conditions, ConditionType.READY), find(new.conditions, ConditionType.READY)
+    if (
+        after is not None
+        and after.status == ConditionStatus.FALSE
+        and after.reason == Reason.DEPLOY_FAILED
+        and (before is None or before.reason != Reason.DEPLOY_FAILED)
+    ):
+        version = model.version if model else None
+        drafts.append(
+            RecordDraft(
+                deployment=_ref(md),
+                actor=OPERATOR_ACTOR,
+                action=AuditAction.DEPLOY_FAILED,
+                model=ModelVersions(name=md.spec.model.name, to_version=version),
+                reason=after.message[:500],
+                evidence={"message": after.message, "serve_status": "DEPLOY_FAILED"},
+                cause=f"deploy-failed:{version}:generation-{generation}",
+            )
+        )
+    return drafts
+
+
+def deletion_draft(md: ModelDeployment, requested_at: datetime, leftover: str | None) -> RecordDraft:
+    return RecordDraft(
+        deployment=_ref(md),
+        actor=_requester(md),
+        action=AuditAction.DELETED,
+        model=ModelVersions(
+            name=md.spec.model.name, from_version=md.status.stable.version if md.status.stable else None
+        ),
+        reason=leftover or "resource deleted; its Serve application was removed",
+        evidence={"deletion_requested_at": requested_at.isoformat(), "cleanup_complete": leftover is None},
+        cause=f"deleted:{requested_at.isoformat()}",
+    )
