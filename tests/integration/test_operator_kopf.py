@@ -8,6 +8,7 @@ import importlib
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,8 @@ import pytest
 from conftest import applicant_records, expected_classes, free_port, predict
 from tcp_proxy import TcpProxy
 
+from steward.audit.store import LocalFolderStore
+from steward.audit.verify import verify
 from steward.dev.stack import Stack
 
 NS = "risk"
@@ -44,6 +47,7 @@ class Cluster:
     def __init__(self, url: str, kmock: Any) -> None:
         self.http = httpx.AsyncClient(base_url=url, timeout=10)
         self.kmock = kmock
+        self.audit: LocalFolderStore | None = None
 
     async def create(self, body: dict[str, Any]) -> None:
         (await self.http.post(BASE, json=body)).raise_for_status()
@@ -106,7 +110,9 @@ def ready(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def cluster(kmock: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Cluster]:
+async def cluster(
+    kmock: Any, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Cluster]:
     for key, value in {
         "STEWARD_RAY_ADDRESS": stack.ray_address,
         "MLFLOW_TRACKING_URI": stack.tracking_uri,
@@ -116,6 +122,7 @@ async def cluster(kmock: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> 
         "STEWARD_RESYNC_INTERVAL_S": "1",
         "STEWARD_RETRY_MAX_DELAY_S": "2",
         "STEWARD_DELETION_TIMEOUT_S": "8",
+        "STEWARD_AUDIT_DIR": str(tmp_path / "audit"),
     }.items():
         monkeypatch.setenv(key, value)
     # Handlers read their configuration at import, as in the operator's container: import them afresh
@@ -158,6 +165,7 @@ async def cluster(kmock: Any, stack: Stack, monkeypatch: pytest.MonkeyPatch) -> 
     )
     operator.start()
     client = Cluster(api_url, kmock)
+    client.audit = LocalFolderStore(tmp_path / "audit")
     try:
         yield client
     finally:
@@ -182,6 +190,7 @@ async def test_create_serve_update_delete(
     assert status["stable"]["version"] == models.good_v1
     assert status["stable"]["modelUri"] == f"models:/credit-risk/{models.good_v1}"
     assert status["readyReplicas"] == 1
+    assert status["audit"]["recordedSeq"] == 2 and status["audit"]["pending"] == 0
     assert status["endpoint"] == f"{stack.serve_url}/{NS}/credit"
     assert "finalizers" in obj["metadata"] and "steward.io/cleanup" in obj["metadata"]["finalizers"]
     # Kopf posts Events from a queue, a moment after the status patch.
@@ -205,7 +214,14 @@ async def test_create_serve_update_delete(
     app = await asyncio.to_thread(ray_client.instance)
     assert app["applications"][f"{NS}-credit"]["last_deployed_time_s"] == deployed_at
 
-    await cluster.patch("credit", {"spec": {"model": {"version": models.good_v2}}})
+    # kmock does not bump metadata.generation; the API server would, on every spec change.
+    await cluster.patch(
+        "credit",
+        {
+            "metadata": {"generation": 2, "annotations": {"steward.io/actor": "alice@bank"}},
+            "spec": {"model": {"version": models.good_v2}},
+        },
+    )
     obj = await cluster.wait(
         "credit",
         lambda o: (
@@ -224,6 +240,15 @@ async def test_create_serve_update_delete(
     await cluster.delete("credit")
     await cluster.wait("credit", lambda o: o is None, "the finalizer to be released", 60)
     assert await asyncio.to_thread(ray_client.get_application, f"{NS}-credit") is None
+
+    # Every transition left exactly one record, chained, in order, despite many resyncs in between.
+    assert cluster.audit is not None
+    records = cluster.audit.read(f"{NS}/credit")
+    assert [r.action.value for r in records] == ["created", "deployed", "spec-changed", "deployed", "deleted"]
+    assert (records[3].model.from_version, records[3].model.to_version) == (models.good_v1, models.good_v2)
+    assert records[2].actor == "alice@bank"
+    assert f"model.version: {models.good_v1} -> {models.good_v2}" in records[2].evidence["changes"]
+    assert verify(f"{NS}/credit", records).ok
 
 
 async def test_unknown_version_and_model_are_reported_with_what_exists(cluster: Cluster, models: Any) -> None:
