@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 
 from steward.api.crd import render_crd_yaml
 from steward.api.manifests import ManifestError, load_manifests
+from steward.cli.audit import audit, history
+from steward.cli.common import DEFAULT_HOME, Home, console, err, fail
 from steward.cli.tables import status_table
 from steward.dev.store import LocalStore
 
@@ -22,21 +23,8 @@ dev = typer.Typer(help="The embedded local stack: MLflow + Ray + a manifest-fold
 get = typer.Typer(help="Show resources.")
 app.add_typer(dev, name="dev")
 app.add_typer(get, name="get")
-
-# Piped output (CI, make) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
-console = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
-
-Home = Annotated[
-    Path,
-    typer.Option("--home", envvar="STEWARD_HOME", help="Folder of the local stack's state."),
-]
-DEFAULT_HOME = Path(".steward")
-
-
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+app.add_typer(audit, name="audit")
+app.command("history")(history)
 
 
 @app.command()

@@ -1,0 +1,252 @@
+"""`steward audit` (verify, export) for auditors and `steward history` for model owners.
+
+Both read the audit trail the operator writes; nothing here writes to it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from steward.audit.export import to_csv, to_html, to_json
+from steward.audit.records import AuditRecord
+from steward.audit.store import AuditStore, LocalFolderStore, StoreUnavailable
+from steward.audit.verify import Verification, verify
+from steward.cli.common import DEFAULT_HOME, Home, console, err, fail
+
+audit = typer.Typer(
+    help="The audit trail: check its hash chain, export it for auditors.", no_args_is_help=True
+)
+
+
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the ModelDeployment.")]
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="File holding the audit HMAC key (as mounted from its Secret), to check signatures too.",
+    ),
+]
+
+FORMATS = ("json", "csv", "html")
+# A Kubernetes object name (DNS subdomain): also keeps names from walking out of the store's folder.
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def audit_store(home: Path) -> AuditStore:
+    """The store the trails are read from: the local stack's audit folder."""
+    return LocalFolderStore(home / "audit")
+
+
+def _deployment(name: str, namespace: str) -> str:
+    for label, value in (("name", name), ("namespace", namespace)):
+        if not _NAME.match(value):
+            fail(f"invalid {label} {value!r}: expected a Kubernetes object name")
+    return f"{namespace}/{name}"
+
+
+def _one_line(exc: BaseException) -> str:
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _read(store: AuditStore, deployment: str) -> list[AuditRecord]:
+    """The trail, or fail() if there is none or it cannot be read."""
+    try:
+        records = store.read(deployment)
+    except (StoreUnavailable, OSError, ValueError) as exc:
+        fail(f"cannot read the audit trail of {deployment}: {_one_line(exc)}")
+    if not records:
+        known = store.deployments()
+        hint = (
+            f"trails: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''}" if known else "no trails"
+        )
+        fail(f"no audit trail for {deployment} ({hint})")
+    return records
+
+
+def _key(key_file: Path | None) -> bytes | None:
+    if key_file is None:
+        return None
+    try:
+        # Stripped like the operator does, so a key file ending in a newline signs the same.
+        key = key_file.read_bytes().strip()
+    except OSError as exc:
+        fail(f"cannot read the key file {key_file}: {exc.strerror}")
+    if not key:
+        fail(f"the key file {key_file} is empty")
+    return key
+
+
+def _utc(moment: datetime) -> datetime:
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """An ISO date or time (naive means UTC), or a duration back from `now`: 30m, 24h, 7d, 2w."""
+    value = text.strip()
+    match = _DURATION.match(value.lower())
+    try:
+        if match:
+            return now - timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
+        return _utc(datetime.fromisoformat(value))
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(
+            f"--since {text!r}: use an ISO date or time (2026-11-01, 2026-11-01T12:00Z) "
+            "or a duration (30m, 24h, 7d, 2w)"
+        ) from exc
+
+
+def versions(record: AuditRecord) -> str:
+    """`3 -> 4` for a change of version, `4` when only one side is known."""
+    model = record.model
+    if model is None:
+        return ""
+    if model.from_version is not None and model.to_version is not None:
+        return f"{model.from_version} -> {model.to_version}"
+    return model.to_version or model.from_version or ""
+
+
+def _report(result: Verification) -> None:
+    brk = result.first_break
+    if brk is None:
+        console.print(f"[green]ok[/]      {escape(result.deployment)}  {result.records} records")
+    else:
+        console.print(
+            f"[bold red]BROKEN[/]  {escape(result.deployment)}  at position {brk.position} "
+            f"(seq {brk.seq}, {brk.kind}): {escape(brk.message)}"
+        )
+
+
+@audit.command("verify")
+def verify_command(
+    name: Annotated[str | None, typer.Argument(help="ModelDeployment whose trail to check.")] = None,
+    all_trails: Annotated[bool, typer.Option("--all", help="Check every trail in the store.")] = False,
+    namespace: Namespace = "default",
+    key_file: KeyFile = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Walk the hash chain of one trail (or all): exit 1 at the first break, or if there is no trail."""
+    if (name is None) == (not all_trails):
+        fail("give a NAME or --all (not both)")
+    key = _key(key_file)
+    store = audit_store(home)
+    if name is not None:
+        deployment = _deployment(name, namespace)
+        result = verify(deployment, _read(store, deployment), key)
+        _report(result)
+        if not result.ok:
+            raise typer.Exit(1)
+        return
+    trails = store.deployments()
+    if not trails:
+        fail(f"no audit trails under {home}")
+    broken = 0
+    for deployment in trails:
+        try:
+            records = store.read(deployment)
+        except (StoreUnavailable, OSError, ValueError) as exc:
+            console.print(f"[bold red]BROKEN[/]  {escape(deployment)}  unreadable: {escape(_one_line(exc))}")
+            broken += 1
+            continue
+        result = verify(deployment, records, key)
+        _report(result)
+        broken += 0 if result.ok else 1
+    console.print(f"{len(trails)} trail(s), {broken} broken")
+    if broken:
+        raise typer.Exit(1)
+
+
+@audit.command("export")
+def export_command(
+    name: Annotated[str, typer.Argument(help="ModelDeployment whose trail to export.")],
+    output_format: Annotated[str, typer.Option("--format", "-f", help="json, csv or html.")],
+    namespace: Namespace = "default",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    key_file: KeyFile = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """Write one trail as JSON or CSV (both read back exactly) or as an HTML page for an auditor."""
+    if output_format not in FORMATS:
+        fail(f"unknown format {output_format!r}: use json, csv or html")
+    deployment = _deployment(name, namespace)
+    key = _key(key_file)
+    records = _read(audit_store(home), deployment)
+    result = verify(deployment, records, key)
+    try:
+        if output_format == "json":
+            text = to_json(records) + "\n"
+        elif output_format == "csv":
+            text = to_csv(records)
+        else:
+            text = to_html(deployment, records, result)
+    except ValueError as exc:
+        fail(str(exc))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text, encoding="utf-8", newline="")
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror}")
+        err.print(f"wrote {len(records)} records of {escape(deployment)} to {escape(str(output))}")
+    if result.first_break is not None:
+        err.print(f"[bold red]warning:[/] the chain is broken: {escape(result.first_break.message)}")
+
+
+def history(
+    name: Annotated[str, typer.Argument(help="ModelDeployment whose history to show.")],
+    namespace: Namespace = "default",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only records at or after this: 2026-11-01, 2026-11-01T12:00Z, 24h, 7d."
+        ),
+    ] = None,
+    home: Home = DEFAULT_HOME,
+) -> None:
+    """What happened to a ModelDeployment, from its audit trail: who did what, to which version, and why."""
+    deployment = _deployment(name, namespace)
+    cutoff: datetime | None = None
+    if since is not None:
+        try:
+            cutoff = parse_since(since, datetime.now(UTC))
+        except ValueError as exc:
+            fail(str(exc))
+    records = _read(audit_store(home), deployment)
+    shown = [r for r in records if cutoff is None or _utc(r.timestamp) >= cutoff]
+    if not shown:
+        console.print(f"no records of {escape(deployment)} since {cutoff:%Y-%m-%d %H:%M:%S} UTC")
+    else:
+        title = f"{deployment}" + (f" since {cutoff:%Y-%m-%d %H:%M:%S} UTC" if cutoff else "")
+        table = Table(title=escape(title), box=None, header_style="bold", title_justify="left")
+        for column in ("TIME (UTC)", "SEQ", "ACTOR", "ACTION", "MODEL", "VERSIONS"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("REASON", overflow="fold")
+        for r in shown:
+            table.add_row(
+                f"{_utc(r.timestamp):%Y-%m-%d %H:%M:%S}",
+                str(r.seq),
+                escape(r.actor),
+                str(r.action),
+                escape(r.model.name) if r.model else "",
+                escape(versions(r)),
+                escape(r.reason),
+            )
+        console.print(table)
+    brk = verify(deployment, records).first_break
+    if brk is not None:
+        err.print(
+            f"[bold red]warning:[/] the trail's chain is broken at position {brk.position}; "
+            f"see `steward audit verify {escape(name)} -n {escape(namespace)}`"
+        )
