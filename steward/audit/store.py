@@ -17,6 +17,20 @@ class StoreUnavailable(Exception):
     """The store cannot be reached or refused for a reason that may pass: retry, keep the record buffered."""
 
 
+class CorruptRecord(StoreUnavailable):
+    """A stored object is not an audit record at all: nothing can be chained after it until a person looks."""
+
+
+def parse_record(raw: bytes, where: str) -> AuditRecord:
+    try:
+        return AuditRecord.model_validate_json(raw)
+    except ValueError as exc:
+        raise CorruptRecord(
+            f"{where} is not a readable audit record ({exc.__class__.__name__}); "
+            "run `steward audit verify` and restore it from a backup"
+        ) from exc
+
+
 class RecordExists(Exception):
     """Another writer already stored this sequence number."""
 
@@ -61,12 +75,15 @@ class LocalFolderStore:
         folder = self._dir(deployment)
         if not folder.exists():
             return []
-        return [AuditRecord.model_validate_json(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+        return [parse_record(p.read_bytes(), str(p)) for p in sorted(folder.glob("*.json"))]
 
     def append(self, record: AuditRecord) -> None:
         folder = self._dir(record.deployment.key)
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot create the audit folder {folder}: {exc.strerror}") from exc
+        try:
             fd = os.open(folder / record_name(record.seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileExistsError as exc:
             raise RecordExists(f"{record.deployment.key} seq {record.seq} is already stored") from exc

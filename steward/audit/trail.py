@@ -65,7 +65,10 @@ class AuditTrail:
             touched: list[str] = []
             for draft in drafts:
                 key = draft.deployment.key
-                self._pending.setdefault(key, []).append(draft)
+                queue = self._pending.setdefault(key, [])
+                if any(d.cause == draft.cause for d in queue):
+                    continue  # a replay while the store is down is still one record
+                queue.append(draft)
                 if key not in touched:
                     touched.append(key)
             for key in touched:

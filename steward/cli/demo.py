@@ -12,6 +12,7 @@ from rich.table import Table
 from steward.adapters.errors import NotFound
 from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.api.manifests import load_manifests
+from steward.cli.audit import history
 from steward.cli.tables import status_table
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
 from steward.dev.stack import STACK_FILE, Stack, StackError
@@ -105,6 +106,8 @@ def run_demo(home: Path, console: Console) -> None:
         )
     console.print(table)
     console.print(status_table(store.all()))
+    console.print("\nAudit trail (`steward history credit-risk`):")
+    history(md.metadata.name, md.metadata.namespace, None, home)
     console.print(
         f"\nThe stack keeps running: try `uv run steward get md {md.metadata.name}`, or POST MLflow "
         f"scoring JSON (dataframe_records, dataframe_split, instances, inputs) to {obj.status.endpoint}"

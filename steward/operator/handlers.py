@@ -17,7 +17,7 @@ from steward.api.model_deployment import GROUP, PLURAL, VERSION
 from steward.operator.actions import EventType
 from steward.operator.config import config_from_env
 from steward.operator.core import Decision, retry_delay_s
-from steward.operator.reconciler import EventSink, Reconciler, build_trail
+from steward.operator.reconciler import EventSink, Reconciler
 from steward.operator.resource import invalid_spec_status, parse_resource, status_patch
 
 FINALIZER = "steward.io/cleanup"
@@ -28,13 +28,12 @@ _reconciler: Reconciler | None = None
 def reconciler() -> Reconciler:
     global _reconciler
     if _reconciler is None:
-        trail = build_trail(CONFIG)
-        if trail is None:
+        _reconciler = Reconciler(CONFIG)
+        if _reconciler.trail is None:
             logging.getLogger(__name__).warning(
                 "no audit store configured (STEWARD_AUDIT_S3_BUCKET or STEWARD_AUDIT_DIR): "
                 "decisions are not recorded"
             )
-        _reconciler = Reconciler(CONFIG, trail=trail)
     return _reconciler
 
 

@@ -86,7 +86,8 @@ class Reconciler:
         self, config: OperatorConfig, ray_token: str | None = None, trail: AuditTrail | None = None
     ) -> None:
         self.config = config
-        self.trail = trail
+        # The trail the configuration names, unless a caller brings its own.
+        self.trail = trail if trail is not None else build_trail(config)
         self.ray_token = ray_token if ray_token is not None else token_from_env()
         self.registry = MlflowRegistry(config.tracking_uri)
         self._serve_clients: dict[str, RayServeClient] = {}

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import applicant_records, expected_classes, wait_until
+from helpers import applicant_records, expected_classes, wait_until
 from typer.testing import CliRunner
 
 from steward.cli.main import app
@@ -162,3 +162,11 @@ def test_delete_removes_the_application(
     assert ray_client.get_application("lending-scorer") is None
     events = [(e["reason"]) for e in store.read_events("lending", "scorer")]
     assert events[:2] == ["Deploying", "Running"]
+
+    history = cli("history", "scorer", "-n", "lending", "--home", str(home))
+    assert history.exit_code == 0, history.output
+    for action in ("created", "deployed", "deleted"):
+        assert action in history.output
+    verified = cli("audit", "verify", "scorer", "-n", "lending", "--home", str(home))
+    assert verified.exit_code == 0, verified.output
+    assert "3 records" in verified.output

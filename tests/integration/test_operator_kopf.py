@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import kopf
 import pytest
-from conftest import applicant_records, expected_classes, free_port, predict
+from helpers import applicant_records, expected_classes, free_port, predict
 from tcp_proxy import TcpProxy
 
 from steward.audit.store import LocalFolderStore
