@@ -77,6 +77,21 @@ class MlflowRegistry:
         body: dict[str, Any] = response.json()
         return body
 
+    def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        """Tag a model version, so that model owners see deployment facts in the MLflow UI."""
+        try:
+            response = self._http.post(
+                "/model-versions/set-tag", json={"name": name, "version": version, "key": key, "value": value}
+            )
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
+        if response.status_code >= 500:
+            raise Unreachable(f"MLflow failed to tag {name} v{version} ({response.status_code})")
+        if response.status_code >= 400:
+            raise Rejected(
+                f"MLflow refused to tag {name} v{version} ({response.status_code}): {response.text[:300]}"
+            )
+
     def versions(self, name: str) -> list[str]:
         """Versions of `name`, newest first (at most 50, enough to tell a user what exists)."""
         quoted = name.replace("'", "\\'")

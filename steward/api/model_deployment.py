@@ -179,6 +179,13 @@ class AuditTrailStatus(_Wire):
     recorded_seq: Annotated[int, Field(description="Sequence number of the last record written.")] = 0
     pending: Annotated[int, Field(description="Records buffered because the audit store refused them.")] = 0
     message: str = ""
+    buffered: Annotated[
+        list[str],
+        Field(
+            max_length=100,
+            description="The buffered records as JSON, so that a restarted operator still writes them.",
+        ),
+    ] = []
 
 
 class ModelDeploymentStatus(_Wire):

@@ -55,28 +55,43 @@ class AuditTrail:
     def pending(self, deployment: str) -> int:
         return len(self._pending.get(deployment, []))
 
+    def pending_drafts(self, deployment: str) -> list[RecordDraft]:
+        return list(self._pending.get(deployment, []))
+
     def last_seq(self, deployment: str) -> int:
         tail = self._tails.get(deployment)
         return tail.last.seq if tail is not None and tail.last is not None else 0
 
-    def record(self, drafts: Iterable[RecordDraft]) -> None:
-        """Queue drafts behind anything still buffered, then write as much as the store takes."""
+    def record(self, drafts: Iterable[RecordDraft]) -> list[RecordDraft]:
+        """Queue drafts behind anything still buffered, then write as much as the store takes.
+
+        Returns the drafts that were new to the trail (a replayed cause is not), stored or buffered.
+        """
         with self._lock:
-            touched: list[str] = []
+            accepted: list[RecordDraft] = []
             for draft in drafts:
                 key = draft.deployment.key
                 queue = self._pending.setdefault(key, [])
-                if any(d.cause == draft.cause for d in queue):
-                    continue  # a replay while the store is down is still one record
+                tail = self._tail_if_readable(key)
+                if any(d.cause == draft.cause for d in queue) or (tail and draft.cause in tail.causes):
+                    continue  # a replay, before or after the store took the first one, is still one record
                 queue.append(draft)
-                if key not in touched:
-                    touched.append(key)
-            for key in touched:
+                accepted.append(draft)
+            for key in dict.fromkeys(d.deployment.key for d in accepted):
                 self._flush(key)
+            for key in [k for k, q in self._pending.items() if not q]:
+                del self._pending[key]
+            return accepted
 
     def flush(self, deployment: str) -> None:
         with self._lock:
             self._flush(deployment)
+
+    def _tail_if_readable(self, deployment: str) -> _Tail | None:
+        try:
+            return self._tails.get(deployment) or self._load(deployment)
+        except StoreUnavailable:
+            return None  # decided at flush time, once the store answers
 
     def _load(self, deployment: str) -> _Tail:
         tail = _Tail()

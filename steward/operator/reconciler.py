@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from steward.adapters.errors import AdapterError
@@ -18,6 +18,7 @@ from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_f
 from steward.api.conditions import Reason
 from steward.api.model_deployment import AuditTrailStatus, ModelDeployment
 from steward.api.serve_app import ROUTER_DEPLOYMENT
+from steward.audit.records import AuditAction, RecordDraft
 from steward.audit.store import AuditStore, LocalFolderStore
 from steward.audit.trail import AuditTrail
 from steward.operator.actions import (
@@ -34,6 +35,9 @@ from steward.operator.observations import Observations, Problem, ResolvedModel, 
 from steward.operator.serve_config import app_name, ray_address
 
 log = logging.getLogger(__name__)
+
+MAX_BUFFERED_IN_STATUS = 100
+_MLFLOW_TAGS = {AuditAction.DEPLOYED: "deployed-at", AuditAction.DEPLOY_FAILED: "deploy-failed-at"}
 
 EventSink = Callable[[EventType, str, str], None]
 
@@ -118,8 +122,7 @@ class Reconciler:
         return Observations(model=model, serve=serve)
 
     def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
-        if self.trail is not None:
-            self.trail.flush(md.key)  # records buffered while the store was down go first, in order
+        self.resume_audit(md.key, md.status.audit)
         obs = self.observe(md)
         decision = decide(md, obs, self.config, now)
         failure = self.execute(decision.actions, post_event)
@@ -131,16 +134,45 @@ class Reconciler:
             decision, status=decision.status.model_copy(update={"audit": self.audit_status(md.key)})
         )
 
+    def resume_audit(self, deployment: str, recorded: AuditTrailStatus | None) -> None:
+        """Write what is buffered first, in order. After a restart the buffer comes back from status; the
+        trail skips any record whose cause it already holds."""
+        if self.trail is None:
+            return
+        if recorded is not None and recorded.buffered and not self.trail.pending(deployment):
+            self.trail.record(RecordDraft.model_validate_json(raw) for raw in recorded.buffered)
+        self.trail.flush(deployment)
+
     def audit_status(self, deployment: str) -> AuditTrailStatus:
         if self.trail is None:
             return AuditTrailStatus(
                 message="no audit store configured: set STEWARD_AUDIT_DIR or STEWARD_AUDIT_S3_BUCKET"
             )
-        pending = self.trail.pending(deployment)
-        message = f"{pending} record(s) not yet stored: {self.trail.last_error}" if pending else ""
+        drafts = self.trail.pending_drafts(deployment)
+        message = f"{len(drafts)} record(s) not yet stored: {self.trail.last_error}" if drafts else ""
         return AuditTrailStatus(
-            recorded_seq=self.trail.last_seq(deployment), pending=pending, message=message
+            recorded_seq=self.trail.last_seq(deployment),
+            pending=len(drafts),
+            message=message,
+            buffered=[d.model_dump_json() for d in drafts[:MAX_BUFFERED_IN_STATUS]],
         )
+
+    def _mirror(self, draft: RecordDraft, post_event: EventSink) -> None:
+        """Short copies of a record where people look: an Event, and tags on the MLflow model version."""
+        versions = ""
+        if draft.model and (draft.model.from_version or draft.model.to_version):
+            versions = f" {draft.model.from_version or '-'} -> {draft.model.to_version or '-'}"
+        post_event(EventType.NORMAL, "AuditRecorded", f"{draft.action.value}{versions}: {draft.reason}"[:300])
+        tag = _MLFLOW_TAGS.get(draft.action)
+        if tag is None or draft.model is None or draft.model.to_version is None:
+            return
+        key = f"steward.{draft.deployment.namespace}.{draft.deployment.name}.{tag}"
+        value = f"{datetime.now(UTC).isoformat(timespec='seconds')} {draft.reason}"[:500]
+        try:
+            self.registry.set_version_tag(draft.model.name, draft.model.to_version, key, value)
+        except AdapterError as exc:
+            # The tag only mirrors the trail, which holds the record; a failed mirror is logged, not retried.
+            log.warning("could not tag %s v%s in MLflow: %s", draft.model.name, draft.model.to_version, exc)
 
     def finalize(
         self, md: ModelDeployment, deletion_requested_at: datetime, now: datetime, post_event: EventSink
@@ -163,8 +195,9 @@ class Reconciler:
                         action.app_name, self.config.http_options
                     )
                 elif isinstance(action, RecordAudit):
-                    if self.trail is not None:
-                        self.trail.record([action.draft])
+                    new = [action.draft] if self.trail is None else self.trail.record([action.draft])
+                    for draft in new:  # mirrored once per record, not once per replay
+                        self._mirror(draft, post_event)
                 else:
                     post_event(action.type, action.reason, action.message)
             except AdapterError as exc:

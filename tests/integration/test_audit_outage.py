@@ -48,8 +48,14 @@ def test_store_outage_buffers_then_catches_up(
         assert (status.pending, status.recorded_seq) == (2, 2)
         assert "2 record(s) not yet stored" in status.message
 
+        # The operator restarts while the store is still down: the buffer survives in status.
+        saved = reconciler.audit_status(REF.key)
+        assert len(saved.buffered) == 2
+        trail = AuditTrail(S3Store(BUCKET, prefix, endpoint_url=f"http://127.0.0.1:{proxy.listen_port}"))
+        reconciler = Reconciler(OperatorConfig(), ray_token="unused", trail=trail)
+
         proxy.start()  # back
-        trail.flush(REF.key)
+        reconciler.resume_audit(REF.key, saved)
         status = reconciler.audit_status(REF.key)
         assert (status.pending, status.recorded_seq, status.message) == (0, 4, "")
         records = S3Store(BUCKET, prefix, endpoint_url=s3_env["MLFLOW_S3_ENDPOINT_URL"]).read(REF.key)

@@ -176,6 +176,13 @@ async def cluster(
         handlers.close()
 
 
+def version_tags(tracking_uri: str, version: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    tags: dict[str, str] = MlflowClient(tracking_uri).get_model_version("credit-risk", version).tags
+    return tags
+
+
 async def served(url: str, records: list[dict[str, Any]]) -> httpx.Response:
     return await asyncio.to_thread(predict, url, records)
 
@@ -249,6 +256,15 @@ async def test_create_serve_update_delete(
     assert records[2].actor == "alice@bank"
     assert f"model.version: {models.good_v1} -> {models.good_v2}" in records[2].evidence["changes"]
     assert verify(f"{NS}/credit", records).ok
+    audited: list[dict[str, Any]] = []
+    for _ in range(30):  # Kopf posts Events from a queue
+        audited = [e for e in await cluster.events("credit") if e["reason"] == "AuditRecorded"]
+        if len(audited) >= 5:
+            break
+        await asyncio.sleep(0.5)
+    assert [e["message"].split(" ", 1)[0].rstrip(":") for e in audited] == [r.action.value for r in records]
+    tags = await asyncio.to_thread(version_tags, stack.tracking_uri, models.good_v2)
+    assert f"steward.{NS}.credit.deployed-at" in tags
 
 
 async def test_unknown_version_and_model_are_reported_with_what_exists(cluster: Cluster, models: Any) -> None:

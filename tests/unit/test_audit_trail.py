@@ -85,3 +85,11 @@ def test_spec_changes_carry_a_diff_against_the_last_recorded_spec():
     trail.record([draft("spec:2", AuditAction.SPEC_CHANGED, spec=spec2)])
     changes = store.trails["risk/credit"][-1].evidence["changes"]
     assert changes == ["+ model.alias: champion", "- model.version: 3", "serving.replicas.max: 2 -> 4"]
+
+
+def test_record_returns_only_what_is_new_to_the_trail():
+    store = MemoryStore()
+    trail = AuditTrail(store, clock=lambda: T0)
+    assert [d.cause for d in trail.record([draft("a"), draft("b")])] == ["a", "b"]
+    assert trail.record([draft("a")]) == []
+    assert [d.cause for d in AuditTrail(store, clock=lambda: T0).record([draft("b"), draft("c")])] == ["c"]
