@@ -24,6 +24,9 @@ KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
+# Who changed the resource and why, for the audit trail: set by the steward CLI or anyone acting for someone.
+ACTOR_ANNOTATION = "steward.io/actor"
+CHANGE_REASON_ANNOTATION = "steward.io/change-reason"
 
 # Kubernetes quantity, restricted to the suffixes that make sense for memory.
 MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -13,6 +14,7 @@ import yaml
 
 from steward.api.crd import render_crd_yaml
 from steward.api.manifests import ManifestError, load_manifests
+from steward.api.model_deployment import ACTOR_ANNOTATION, CHANGE_REASON_ANNOTATION
 from steward.cli.audit import audit, history
 from steward.cli.common import DEFAULT_HOME, Home, console, err, fail
 from steward.cli.tables import status_table
@@ -91,9 +93,24 @@ def dev_down(home: Home = DEFAULT_HOME) -> None:
     console.print("local stack stopped")
 
 
+Reason = Annotated[
+    str | None, typer.Option("--reason", help="Why: recorded in the audit trail (e.g. a change ticket).")
+]
+
+
+def who_and_why(reason: str | None) -> dict[str, str]:
+    """The audit annotations the CLI sets: who runs it (STEWARD_ACTOR, else the login name) and why."""
+    # An empty reason replaces the last one, which belonged to an earlier change.
+    return {
+        ACTOR_ANNOTATION: os.environ.get("STEWARD_ACTOR") or getpass.getuser(),
+        CHANGE_REASON_ANNOTATION: reason or "",
+    }
+
+
 @dev.command("apply")
 def dev_apply(
     file: Annotated[Path, typer.Option("--filename", "-f", help="Manifest YAML (may hold several).")],
+    reason: Reason = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Validate manifests and hand them to the local control loop."""
@@ -101,10 +118,12 @@ def dev_apply(
         manifests = load_manifests(file)
     except ManifestError as exc:
         fail(str(exc))
-        return
     store = LocalStore(home)
     for md in manifests:
-        store.apply(md)
+        stamped = {**md.metadata.annotations, **who_and_why(reason)}
+        store.apply(
+            md.model_copy(update={"metadata": md.metadata.model_copy(update={"annotations": stamped})})
+        )
         console.print(f"modeldeployment.steward.io/{md.metadata.name} configured")
 
 
@@ -112,10 +131,11 @@ def dev_apply(
 def dev_delete(
     name: str,
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    reason: Reason = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
     """Remove a ModelDeployment: the loop takes its application off Ray Serve."""
-    if not LocalStore(home).remove(namespace, name):
+    if not LocalStore(home).remove(namespace, name, who_and_why(reason)):
         fail(f"no ModelDeployment {namespace}/{name} in {home / 'manifests'}")
     console.print(f'modeldeployment.steward.io "{name}" deleted')
 

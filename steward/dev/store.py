@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ class StoredObject:
     status: ModelDeploymentStatus
     spec: dict[str, Any]
     deletion_requested_at: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
 
     def resource(self) -> ModelDeployment:
         """The object as the operator core sees it, from what was last admitted."""
@@ -61,6 +62,7 @@ class StoredObject:
                     "namespace": self.namespace,
                     "uid": self.uid,
                     "generation": self.generation,
+                    "annotations": self.annotations,
                 },
                 "spec": self.spec,
                 "status": self.status.model_dump(by_alias=True),
@@ -76,6 +78,7 @@ class StoredObject:
                 "generation": self.generation,
                 "creationTimestamp": self.created_at,
                 "deletionTimestamp": self.deletion_requested_at,
+                "annotations": self.annotations,
             },
             "specHash": self.spec_hash,
             "spec": self.spec,
@@ -95,6 +98,7 @@ class StoredObject:
             status=ModelDeploymentStatus.model_validate(raw.get("status") or {}),
             spec=raw["spec"],
             deletion_requested_at=meta.get("deletionTimestamp"),
+            annotations=dict(meta.get("annotations") or {}),
         )
 
 
@@ -115,10 +119,14 @@ class LocalStore:
         _write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
         return path
 
-    def remove(self, namespace: str, name: str) -> bool:
+    def remove(self, namespace: str, name: str, annotations: dict[str, str] | None = None) -> bool:
+        """Take the manifest away; `annotations` (who asked, why) go to the object for its deletion record."""
         path = self.manifests / f"{_file_key(namespace, name)}.yaml"
         if not path.exists():
             return False
+        existing = self.get(namespace, name)
+        if existing is not None and annotations:
+            self.put(replace(existing, annotations={**existing.annotations, **annotations}))
         path.unlink()
         return True
 
@@ -156,6 +164,7 @@ class LocalStore:
                 created_at=now.isoformat(),
                 status=ModelDeploymentStatus(),
                 spec=md.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
+                annotations=dict(md.metadata.annotations),
             )
         elif existing.spec_hash != digest or existing.deletion_requested_at:
             obj = replace(
@@ -164,7 +173,10 @@ class LocalStore:
                 spec_hash=digest,
                 spec=md.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
                 deletion_requested_at=None,
+                annotations=dict(md.metadata.annotations),
             )
+        elif existing.annotations != md.metadata.annotations:
+            obj = replace(existing, annotations=dict(md.metadata.annotations))  # no new generation
         else:
             return existing
         self.put(obj)

@@ -9,14 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
-from steward.api.model_deployment import ModelDeployment, ModelDeploymentStatus
+from steward.api.model_deployment import (
+    ACTOR_ANNOTATION,
+    CHANGE_REASON_ANNOTATION,
+    ModelDeployment,
+    ModelDeploymentStatus,
+)
 from steward.audit.records import OPERATOR_ACTOR, AuditAction, DeploymentRef, ModelVersions, RecordDraft
 from steward.operator.observations import ResolvedModel
 from steward.operator.status import find
-
-# The CLI (and anyone changing a resource on someone's behalf) names the person here.
-ACTOR_ANNOTATION = "steward.io/actor"
-CHANGE_REASON_ANNOTATION = "steward.io/change-reason"
 
 
 def _ref(md: ModelDeployment) -> DeploymentRef:
@@ -40,9 +41,8 @@ def spec_drafts(md: ModelDeployment) -> list[RecordDraft]:
             actor=_requester(md),
             action=AuditAction.CREATED if created else AuditAction.SPEC_CHANGED,
             model=ModelVersions(name=md.spec.model.name, to_version=md.spec.model.version),
-            reason=md.metadata.annotations.get(
-                CHANGE_REASON_ANNOTATION, "resource created" if created else "spec changed"
-            ),
+            reason=md.metadata.annotations.get(CHANGE_REASON_ANNOTATION)
+            or ("resource created" if created else "spec changed"),
             evidence={"spec": spec, "generation": generation},
             cause="created" if created else f"spec:generation-{generation}",
         )
@@ -120,6 +120,7 @@ def outcome_drafts(
 
 
 def deletion_draft(md: ModelDeployment, requested_at: datetime, leftover: str | None) -> RecordDraft:
+    reason = md.metadata.annotations.get(CHANGE_REASON_ANNOTATION) or "resource deleted"
     return RecordDraft(
         deployment=_ref(md),
         actor=_requester(md),
@@ -127,7 +128,7 @@ def deletion_draft(md: ModelDeployment, requested_at: datetime, leftover: str | 
         model=ModelVersions(
             name=md.spec.model.name, from_version=md.status.stable.version if md.status.stable else None
         ),
-        reason=leftover or "resource deleted; its Serve application was removed",
+        reason=f"{reason}; cleanup incomplete: {leftover}" if leftover else reason,
         evidence={"deletion_requested_at": requested_at.isoformat(), "cleanup_complete": leftover is None},
         cause=f"deleted:{requested_at.isoformat()}",
     )

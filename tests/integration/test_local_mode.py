@@ -14,6 +14,7 @@ import pytest
 from helpers import applicant_records, expected_classes, wait_until
 from typer.testing import CliRunner
 
+from steward.audit.store import LocalFolderStore
 from steward.cli.main import app
 from steward.dev.loop import ControlLoop
 from steward.dev.stack import Stack
@@ -39,8 +40,8 @@ def local(stack: Stack, models: Any) -> Iterator[tuple[LocalStore, Path]]:
     reconciler.close()
 
 
-def cli(*args: str) -> Any:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
+def cli(*args: str, actor: str = "carol@bank") -> Any:
+    result = runner.invoke(app, list(args), catch_exceptions=False, env={"STEWARD_ACTOR": actor})
     return result
 
 
@@ -58,7 +59,7 @@ spec:
   serving: {{resources: {{cpu: 0.25}}, routePrefix: /lending/scorer}}
 """
     )
-    result = cli("dev", "apply", "-f", str(manifest), "--home", str(home))
+    result = cli("dev", "apply", "-f", str(manifest), "--reason", "CR-42 first release", "--home", str(home))
     assert result.exit_code == 0, result.output
     assert "modeldeployment.steward.io/scorer configured" in result.output
     obj = wait_until(
@@ -156,17 +157,25 @@ def test_delete_removes_the_application(
 ) -> None:
     store, home = local
     assert ray_client.get_application("lending-scorer") is not None
-    result = cli("dev", "delete", "scorer", "-n", "lending", "--home", str(home))
+    result = cli(
+        "dev", "delete", "scorer", "-n", "lending", "--reason", "retired", "--home", str(home), actor="dave"
+    )
     assert result.exit_code == 0, result.output
     wait_until(lambda: store.get("lending", "scorer") is None, 60, "the local object to be finalized")
     assert ray_client.get_application("lending-scorer") is None
-    events = [(e["reason"]) for e in store.read_events("lending", "scorer")]
-    assert events[:2] == ["Deploying", "Running"]
+    events = [e["reason"] for e in store.read_events("lending", "scorer")]
+    assert [e for e in events if e != "AuditRecorded"][:2] == ["Deploying", "Running"]
+    assert events.count("AuditRecorded") == 3  # created, deployed, deleted: one Event per record
 
     history = cli("history", "scorer", "-n", "lending", "--home", str(home))
     assert history.exit_code == 0, history.output
     for action in ("created", "deployed", "deleted"):
         assert action in history.output
+    records = LocalFolderStore(home / "audit").read("lending/scorer")
+    assert [(r.action.value, r.actor, r.reason) for r in records if r.action.value != "deployed"] == [
+        ("created", "carol@bank", "CR-42 first release"),
+        ("deleted", "dave", "retired"),
+    ]
     verified = cli("audit", "verify", "scorer", "-n", "lending", "--home", str(home))
     assert verified.exit_code == 0, verified.output
     assert "3 records" in verified.output
