@@ -237,12 +237,7 @@ def _evidence(value: Any, depth: int = 0) -> str:
 
 
 def _versions(record: AuditRecord) -> str:
-    model = record.model
-    if model is None:
-        return ""
-    if model.from_version is not None and model.to_version is not None:
-        return f"{model.from_version} \u2192 {model.to_version}"
-    return model.to_version or model.from_version or ""
+    return record.model.span("\u2192") if record.model else ""
 
 
 def _short(digest: str) -> str:

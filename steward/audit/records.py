@@ -59,6 +59,12 @@ class ModelVersions(BaseModel):
     from_version: str | None = None
     to_version: str | None = None
 
+    def span(self, arrow: str = "->") -> str:
+        """`3 -> 4` for a change of version, `4` when only one side is known."""
+        if self.from_version is not None and self.to_version is not None:
+            return f"{self.from_version} {arrow} {self.to_version}"
+        return self.to_version or self.from_version or ""
+
 
 class RecordDraft(BaseModel):
     """What the operator knows when something happens; the trail numbers, chains and signs it."""

@@ -106,13 +106,7 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 def versions(record: AuditRecord) -> str:
-    """`3 -> 4` for a change of version, `4` when only one side is known."""
-    model = record.model
-    if model is None:
-        return ""
-    if model.from_version is not None and model.to_version is not None:
-        return f"{model.from_version} -> {model.to_version}"
-    return model.to_version or model.from_version or ""
+    return record.model.span() if record.model else ""
 
 
 def _report(result: Verification) -> None:

@@ -159,9 +159,7 @@ class Reconciler:
 
     def _mirror(self, draft: RecordDraft, post_event: EventSink) -> None:
         """Short copies of a record where people look: an Event, and tags on the MLflow model version."""
-        versions = ""
-        if draft.model and (draft.model.from_version or draft.model.to_version):
-            versions = f" {draft.model.from_version or '-'} -> {draft.model.to_version or '-'}"
+        versions = f" {draft.model.span()}" if draft.model and draft.model.span() else ""
         post_event(EventType.NORMAL, "AuditRecorded", f"{draft.action.value}{versions}: {draft.reason}"[:300])
         tag = _MLFLOW_TAGS.get(draft.action)
         if tag is None or draft.model is None or draft.model.to_version is None:
