@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -9,6 +11,8 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from steward.api.model_deployment import ACTOR_ANNOTATION, CHANGE_REASON_ANNOTATION, ModelDeployment
 
 # Piped output (CI, make) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -24,3 +28,18 @@ DEFAULT_HOME = Path(".steward")
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
+
+
+def who_and_why(reason: str | None) -> dict[str, str]:
+    """The audit annotations the CLI sets: who runs it (STEWARD_ACTOR, else the login name) and why."""
+    # An empty reason replaces the last one, which belonged to an earlier change.
+    return {
+        ACTOR_ANNOTATION: os.environ.get("STEWARD_ACTOR") or getpass.getuser(),
+        CHANGE_REASON_ANNOTATION: reason or "",
+    }
+
+
+def stamped(md: ModelDeployment, reason: str | None) -> ModelDeployment:
+    """The manifest with the CLI's audit annotations added."""
+    annotations = {**md.metadata.annotations, **who_and_why(reason)}
+    return md.model_copy(update={"metadata": md.metadata.model_copy(update={"annotations": annotations})})

@@ -13,6 +13,7 @@ from steward.adapters.errors import NotFound
 from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.api.manifests import load_manifests
 from steward.cli.audit import history
+from steward.cli.common import stamped
 from steward.cli.tables import status_table
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
 from steward.dev.stack import STACK_FILE, Stack, StackError
@@ -82,7 +83,7 @@ def run_demo(home: Path, console: Console) -> None:
     ensure_champion(stack, console)
     store = LocalStore(home)
     (md,) = load_manifests(EXAMPLE)
-    store.apply(md)
+    store.apply(stamped(md, "make demo: first release of the credit model"))
     console.print(f"applied {EXAMPLE.name}: {md.key} follows {MODEL}@champion")
     obj = wait_ready(store, md.metadata.namespace, md.metadata.name, console, timeout_s=300)
 

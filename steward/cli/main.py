@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import sys
@@ -14,9 +13,8 @@ import yaml
 
 from steward.api.crd import render_crd_yaml
 from steward.api.manifests import ManifestError, load_manifests
-from steward.api.model_deployment import ACTOR_ANNOTATION, CHANGE_REASON_ANNOTATION
 from steward.cli.audit import audit, history
-from steward.cli.common import DEFAULT_HOME, Home, console, err, fail
+from steward.cli.common import DEFAULT_HOME, Home, console, err, fail, stamped, who_and_why
 from steward.cli.tables import status_table
 from steward.dev.store import LocalStore
 
@@ -98,15 +96,6 @@ Reason = Annotated[
 ]
 
 
-def who_and_why(reason: str | None) -> dict[str, str]:
-    """The audit annotations the CLI sets: who runs it (STEWARD_ACTOR, else the login name) and why."""
-    # An empty reason replaces the last one, which belonged to an earlier change.
-    return {
-        ACTOR_ANNOTATION: os.environ.get("STEWARD_ACTOR") or getpass.getuser(),
-        CHANGE_REASON_ANNOTATION: reason or "",
-    }
-
-
 @dev.command("apply")
 def dev_apply(
     file: Annotated[Path, typer.Option("--filename", "-f", help="Manifest YAML (may hold several).")],
@@ -120,10 +109,7 @@ def dev_apply(
         fail(str(exc))
     store = LocalStore(home)
     for md in manifests:
-        stamped = {**md.metadata.annotations, **who_and_why(reason)}
-        store.apply(
-            md.model_copy(update={"metadata": md.metadata.model_copy(update={"annotations": stamped})})
-        )
+        store.apply(stamped(md, reason))
         console.print(f"modeldeployment.steward.io/{md.metadata.name} configured")
 
 
