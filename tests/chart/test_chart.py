@@ -51,6 +51,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "priorityClassName": "system-cluster-critical",
         "serviceAccount": {"annotations": {"iam": "role"}},
         "image": {"tag": "1.2.3"},
+        "audit": {
+            "s3": {"bucket": "bank-audit", "prefix": "models", "endpoint": "https://minio.example"},
+            "keySecret": {"name": "audit-hmac", "key": "k"},
+        },
     },
 }
 
@@ -254,6 +258,14 @@ def test_deployment_env_configures_the_operator(rendered):
     assert config.deletion_timeout_s == values.get("operator", {}).get("deletionTimeoutSeconds", 120)
     for extra in values.get("extraEnv", []):
         assert env[extra["name"]] == extra
+    audit = values.get("audit", {})
+    assert config.audit_s3_bucket == (audit.get("s3", {}).get("bucket") or None)
+    assert config.audit_s3_endpoint == (audit.get("s3", {}).get("endpoint") or None)
+    if config.audit_s3_bucket:
+        assert config.audit_s3_prefix == audit["s3"]["prefix"]
+    assert config.audit_key_path == (
+        "/var/run/secrets/steward-audit/audit-key" if audit.get("keySecret", {}).get("name") else None
+    )
 
 
 def test_ray_token_is_mounted_only_when_its_secret_is_named(rendered):
@@ -331,3 +343,17 @@ def test_auditor_cluster_role_is_read_only(rendered):
         ("", "events"),
         ("events.k8s.io", "events"),
     }
+
+
+def test_audit_key_is_mounted_only_when_its_secret_is_named(rendered):
+    name, docs = rendered
+    key_secret = VALUE_SETS[name].get("audit", {}).get("keySecret", {})
+    pod = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in _container(docs).get("volumeMounts", [])}
+    if not key_secret.get("name"):
+        assert "audit-key" not in volumes and "/var/run/secrets/steward-audit" not in mounts
+        return
+    assert volumes["audit-key"]["secret"]["secretName"] == key_secret["name"]
+    assert volumes["audit-key"]["secret"]["items"] == [{"key": key_secret["key"], "path": "audit-key"}]
+    assert mounts["/var/run/secrets/steward-audit"]["readOnly"] is True
