@@ -71,16 +71,14 @@ class AuditTrail:
             accepted: list[RecordDraft] = []
             for draft in drafts:
                 key = draft.deployment.key
-                queue = self._pending.setdefault(key, [])
                 tail = self._tail_if_readable(key)
-                if any(d.cause == draft.cause for d in queue) or (tail and draft.cause in tail.causes):
+                queued = self._pending.get(key, [])
+                if any(d.cause == draft.cause for d in queued) or (tail and draft.cause in tail.causes):
                     continue  # a replay, before or after the store took the first one, is still one record
-                queue.append(draft)
+                self._pending.setdefault(key, []).append(draft)
                 accepted.append(draft)
             for key in dict.fromkeys(d.deployment.key for d in accepted):
                 self._flush(key)
-            for key in [k for k, q in self._pending.items() if not q]:
-                del self._pending[key]
             return accepted
 
     def flush(self, deployment: str) -> None:

@@ -19,14 +19,13 @@ from steward.audit.export import to_csv, to_html, to_json
 from steward.audit.records import AuditRecord
 from steward.audit.store import AuditStore, LocalFolderStore, StoreUnavailable
 from steward.audit.verify import Verification, verify
-from steward.cli.common import DEFAULT_HOME, Home, console, err, fail
+from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail
 
 audit = typer.Typer(
     help="The audit trail: check its hash chain, export it for auditors.", no_args_is_help=True
 )
 
 
-Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the ModelDeployment.")]
 KeyFile = Annotated[
     Path | None,
     typer.Option(

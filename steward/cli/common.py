@@ -23,6 +23,7 @@ Home = Annotated[
     typer.Option("--home", envvar="STEWARD_HOME", help="Folder of the local stack's state."),
 ]
 DEFAULT_HOME = Path(".steward")
+Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the ModelDeployment.")]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -14,7 +14,7 @@ import yaml
 from steward.api.crd import render_crd_yaml
 from steward.api.manifests import ManifestError, load_manifests
 from steward.cli.audit import audit, history
-from steward.cli.common import DEFAULT_HOME, Home, console, err, fail, stamped, who_and_why
+from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail, stamped, who_and_why
 from steward.cli.tables import status_table
 from steward.dev.store import LocalStore
 
@@ -116,7 +116,7 @@ def dev_apply(
 @dev.command("delete")
 def dev_delete(
     name: str,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: Namespace = "default",
     reason: Reason = None,
     home: Home = DEFAULT_HOME,
 ) -> None:
@@ -129,7 +129,7 @@ def dev_delete(
 @get.command("md")
 def get_md(
     name: Annotated[str | None, typer.Argument()] = None,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: Namespace = "default",
     output: Annotated[str, typer.Option("--output", "-o", help="table, yaml or json")] = "table",
     home: Home = DEFAULT_HOME,
 ) -> None:

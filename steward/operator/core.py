@@ -47,8 +47,11 @@ class Decision:
     status: ModelDeploymentStatus
     actions: list[Action] = field(default_factory=list)
     # A temporary problem: call again soon, with backoff, instead of at the next resync.
-    retry: bool = False
     retry_reason: str = ""
+
+    @property
+    def retry(self) -> bool:
+        return bool(self.retry_reason)
 
 
 class _Conditions:
@@ -129,7 +132,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
     drafts += outcome_drafts(md, status, obs.model if isinstance(obs.model, ResolvedModel) else None)
     # Records first: the trail says what happened before anything reports it done.
     actions = [RecordAudit(d) for d in drafts] + actions
-    return Decision(status=status, actions=actions, retry=bool(retry_reason), retry_reason=retry_reason)
+    return Decision(status=status, actions=actions, retry_reason=retry_reason)
 
 
 def _report_problem(cond: _Conditions, problem: Problem) -> None:

@@ -64,7 +64,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _reconcile(body: kopf.Body, patch: kopf.Patch) -> Decision | None:
+def _reconcile(body: kopf.Body, patch: kopf.Patch) -> Decision:
     try:
         md = parse_resource(body)
     except ValidationError as exc:
@@ -81,7 +81,7 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch) -> Decision | None:
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
     decision = _reconcile(body, patch)
-    if decision is not None and decision.retry:
+    if decision.retry:
         raise kopf.TemporaryError(decision.retry_reason, delay=retry_delay_s(retry, CONFIG.retry_max_delay_s))
 
 
