@@ -131,34 +131,51 @@ class RayServeClient:
         raw = (self.instance().get("applications") or {}).get(name)
         return None if raw is None else parse_application(name, raw)
 
+    def applications(self) -> dict[str, ServeApplication]:
+        raw = self.instance().get("applications") or {}
+        return {name: parse_application(name, app) for name, app in raw.items()}
+
     def apply_application(self, app_config: dict[str, Any], http_options: dict[str, Any]) -> None:
-        """Deploy or update one application, keeping every other application on the cluster."""
-        name = app_config["name"]
+        self.apply_applications([app_config], set(), http_options)
+
+    def apply_applications(
+        self, app_configs: list[dict[str, Any]], remove: set[str], http_options: dict[str, Any]
+    ) -> None:
+        """Deploy or update some applications and remove others in one PUT, keeping every other application
+        on the cluster. One PUT, so that Ray never runs a router whose versions are half there."""
         with _cluster_lock(self.address):
             instance = self.instance()
-            apps = _declared_apps(instance, skip=name)
-            apps.append(app_config)
-            self._request("PUT", _deploy_body(instance, apps, http_options))
+            replaced = {c["name"] for c in app_configs} | remove
+            apps = _declared_apps(instance, skip=replaced) + list(app_configs)
+            if apps:
+                self._request("PUT", _deploy_body(instance, apps, http_options))
+            elif instance.get("applications"):
+                # A PUT of an empty list is refused by some Ray versions; DELETE shuts Serve down cleanly.
+                self._request("DELETE")
 
     def delete_application(self, name: str, http_options: dict[str, Any]) -> bool:
         """Remove one application; returns False when it was already gone."""
+        return self.delete_applications({name}, http_options) > 0
+
+    def delete_applications(self, names: set[str], http_options: dict[str, Any]) -> int:
+        """Remove applications; returns how many were there."""
         with _cluster_lock(self.address):
             instance = self.instance()
-            if name not in (instance.get("applications") or {}):
-                return False
-            apps = _declared_apps(instance, skip=name)
+            present = names & set(instance.get("applications") or {})
+            if not present:
+                return 0
+            apps = _declared_apps(instance, skip=present)
             if apps:
                 self._request("PUT", _deploy_body(instance, apps, http_options))
             else:
-                # A PUT of an empty list is refused by some Ray versions; DELETE shuts Serve down cleanly.
                 self._request("DELETE")
-            return True
+            return len(present)
 
 
-def _declared_apps(instance: dict[str, Any], skip: str) -> list[dict[str, Any]]:
+def _declared_apps(instance: dict[str, Any], skip: set[str]) -> list[dict[str, Any]]:
     apps = []
     for app_name, raw in (instance.get("applications") or {}).items():
-        if app_name == skip:
+        if app_name in skip:
             continue
         config = raw.get("deployed_app_config")
         if config is None:

@@ -28,6 +28,12 @@ class Reason(StrEnum):
     DEPLOY_FAILED = "DeployFailed"
     RUNNING = "Running"
     UNHEALTHY = "Unhealthy"
+    # rollouts
+    ROLLOUT_PROGRESSING = "RolloutProgressing"
+    ROLLOUT_PAUSED = "RolloutPaused"
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ROLLOUT_ABORTED = "RolloutAborted"
     # the resource itself
     INVALID_SPEC = "InvalidSpec"
     AS_EXPECTED = "AsExpected"

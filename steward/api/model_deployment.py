@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
+from steward.api.rollout import MAX_ROLLOUT_HISTORY, ActiveRollout, RolloutRecord, RolloutSpec
 
 GROUP = "steward.io"
 VERSION = "v1alpha1"
@@ -146,6 +147,7 @@ class ServingSpec(_Wire):
 class ModelDeploymentSpec(_Wire):
     model: ModelRef
     serving: ServingSpec = ServingSpec()
+    rollout: RolloutSpec = RolloutSpec()
 
 
 class Condition(_Wire):
@@ -210,6 +212,16 @@ class ModelDeploymentStatus(_Wire):
     serve_application: ServeApplicationStatus | None = None
     ready_replicas: int = 0
     audit: AuditTrailStatus | None = None
+    rollout: Annotated[
+        ActiveRollout | None,
+        Field(description="The rollout in progress: new version, step, weight, analysis."),
+    ] = None
+    rollout_history: Annotated[
+        list[RolloutRecord],
+        Field(
+            max_length=MAX_ROLLOUT_HISTORY, description="Past rollouts, newest last, with outcome and reason."
+        ),
+    ] = []
 
 
 class ObjectMeta(BaseModel):

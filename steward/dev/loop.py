@@ -41,7 +41,8 @@ class ControlLoop:
         self.clock = clock
         # key -> (when to try again, attempts so far): backoff for temporary problems, in memory only.
         self._backoff: dict[str, tuple[datetime, int]] = {}
-        self._last_pass: dict[str, datetime] = {}
+        # key -> when to look again although nothing changed: soon during a rollout, else the resync interval.
+        self._next_pass: dict[str, datetime] = {}
 
     def _events(self, namespace: str, name: str) -> EventSink:
         def post(type_: EventType, reason: str, message: str) -> None:
@@ -72,9 +73,8 @@ class ControlLoop:
         """Backoff after a temporary problem; otherwise the resync interval, as Kopf's timer does."""
         if key in self._backoff:
             return now >= self._backoff[key][0]
-        last = self._last_pass.get(key)
-        resync = timedelta(seconds=self.reconciler.config.resync_interval_s)
-        return last is None or now - last >= resync
+        due = self._next_pass.get(key)
+        return due is None or now >= due
 
     def _record_outcome(self, key: str, now: datetime, retry: bool, max_delay_s: float) -> None:
         if not retry:
@@ -89,8 +89,11 @@ class ControlLoop:
         changed = obj.generation != (obj.status.observed_generation or 0)
         if not changed and not self._due(key, now):
             return
-        self._last_pass[key] = now
         decision = self.reconciler.reconcile(obj.resource(), now, self._events(obj.namespace, obj.name))
+        wait_s = decision.requeue_after_s
+        if wait_s is None:
+            wait_s = self.reconciler.config.resync_interval_s
+        self._next_pass[key] = now + timedelta(seconds=wait_s)
         self.store.put(replace(obj, status=decision.status))
         self._record_outcome(key, now, decision.retry, self.reconciler.config.retry_max_delay_s)
 
@@ -108,7 +111,7 @@ class ControlLoop:
         if decision.release_finalizer:
             self.store.forget(obj.namespace, obj.name)
             self._backoff.pop(key, None)
-            self._last_pass.pop(key, None)
+            self._next_pass.pop(key, None)
             log.info("%s deleted", key)
         else:
             self._record_outcome(key, now, True, 10.0)

@@ -15,13 +15,18 @@ class EventType(StrEnum):
 
 
 @dataclass(frozen=True)
-class ApplyServeApplication:
+class ApplyServeApplications:
+    """Deploy these application configs and remove these applications, in one write."""
+
     ray_address: str
-    app_config: dict[str, Any]
+    app_configs: list[dict[str, Any]]
+    remove: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
 class DeleteServeApplication:
+    """Remove a ModelDeployment's router application and all of its version applications."""
+
     ray_address: str
     app_name: str
 
@@ -40,4 +45,4 @@ class RecordAudit:
     draft: RecordDraft
 
 
-Action = RecordAudit | ApplyServeApplication | DeleteServeApplication | PostEvent
+Action = RecordAudit | ApplyServeApplications | DeleteServeApplication | PostEvent

@@ -20,11 +20,11 @@ from steward.operator.observations import ResolvedModel
 from steward.operator.status import find
 
 
-def _ref(md: ModelDeployment) -> DeploymentRef:
+def deployment_ref(md: ModelDeployment) -> DeploymentRef:
     return DeploymentRef(namespace=md.metadata.namespace, name=md.metadata.name, uid=md.metadata.uid)
 
 
-def _requester(md: ModelDeployment) -> str:
+def requester(md: ModelDeployment) -> str:
     return md.metadata.annotations.get(ACTOR_ANNOTATION, "unknown (no steward.io/actor annotation)")
 
 
@@ -37,8 +37,8 @@ def spec_drafts(md: ModelDeployment) -> list[RecordDraft]:
     spec = md.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     return [
         RecordDraft(
-            deployment=_ref(md),
-            actor=_requester(md),
+            deployment=deployment_ref(md),
+            actor=requester(md),
             action=AuditAction.CREATED if created else AuditAction.SPEC_CHANGED,
             model=ModelVersions(name=md.spec.model.name, to_version=md.spec.model.version),
             reason=md.metadata.annotations.get(CHANGE_REASON_ANNOTATION)
@@ -57,7 +57,7 @@ def alias_drafts(md: ModelDeployment, model: ResolvedModel) -> list[RecordDraft]
         return []
     return [
         RecordDraft(
-            deployment=_ref(md),
+            deployment=deployment_ref(md),
             actor=OPERATOR_ACTOR,
             action=AuditAction.ALIAS_MOVED,
             model=ModelVersions(name=model.name, from_version=stable.version, to_version=model.version),
@@ -75,10 +75,16 @@ def outcome_drafts(
     old = md.status
     generation = md.metadata.generation
     drafts = []
-    if new.stable is not None and (old.stable is None or old.stable.version != new.stable.version):
+    # A rollout's promotion is recorded by the rollout itself, with its analysis as evidence.
+    promoted = old.rollout is not None
+    if (
+        not promoted
+        and new.stable is not None
+        and (old.stable is None or old.stable.version != new.stable.version)
+    ):
         drafts.append(
             RecordDraft(
-                deployment=_ref(md),
+                deployment=deployment_ref(md),
                 actor=OPERATOR_ACTOR,
                 action=AuditAction.DEPLOYED,
                 model=ModelVersions(
@@ -107,7 +113,7 @@ def outcome_drafts(
         version = model.version if model else None
         drafts.append(
             RecordDraft(
-                deployment=_ref(md),
+                deployment=deployment_ref(md),
                 actor=OPERATOR_ACTOR,
                 action=AuditAction.DEPLOY_FAILED,
                 model=ModelVersions(name=md.spec.model.name, to_version=version),
@@ -122,8 +128,8 @@ def outcome_drafts(
 def deletion_draft(md: ModelDeployment, requested_at: datetime, leftover: str | None) -> RecordDraft:
     reason = md.metadata.annotations.get(CHANGE_REASON_ANNOTATION) or "resource deleted"
     return RecordDraft(
-        deployment=_ref(md),
-        actor=_requester(md),
+        deployment=deployment_ref(md),
+        actor=requester(md),
         action=AuditAction.DELETED,
         model=ModelVersions(
             name=md.spec.model.name, from_version=md.status.stable.version if md.status.stable else None

@@ -26,6 +26,10 @@ class OperatorConfig:
     resync_interval_s: float = 15.0
     retry_max_delay_s: float = 60.0
     deletion_timeout_s: float = 120.0
+    # While a rollout runs it is looked at this often (steps, analysis windows, manual commands).
+    rollout_tick_s: float = 2.0
+    # After all traffic moves, how long the losing version keeps its replicas for requests in flight.
+    rollout_drain_s: float = 2.0
 
     @property
     def http_options(self) -> dict[str, object]:
@@ -71,4 +75,6 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         resync_interval_s=float(env.get("STEWARD_RESYNC_INTERVAL_S", defaults.resync_interval_s)),
         retry_max_delay_s=float(env.get("STEWARD_RETRY_MAX_DELAY_S", defaults.retry_max_delay_s)),
         deletion_timeout_s=float(env.get("STEWARD_DELETION_TIMEOUT_S", defaults.deletion_timeout_s)),
+        rollout_tick_s=float(env.get("STEWARD_ROLLOUT_TICK_S", defaults.rollout_tick_s)),
+        rollout_drain_s=float(env.get("STEWARD_ROLLOUT_DRAIN_S", defaults.rollout_drain_s)),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
 from steward.api.model_deployment import (
@@ -19,9 +20,11 @@ from steward.api.model_deployment import (
     ServeApplicationStatus,
     StableVersion,
 )
+from steward.api.rollout import Outcome, RolloutState
+from steward.api.serve_app import version_app_name
 from steward.operator.actions import (
     Action,
-    ApplyServeApplication,
+    ApplyServeApplications,
     DeleteServeApplication,
     EventType,
     PostEvent,
@@ -29,11 +32,13 @@ from steward.operator.actions import (
 )
 from steward.operator.audit_drafts import alias_drafts, deletion_draft, outcome_drafts, spec_drafts
 from steward.operator.config import OperatorConfig
-from steward.operator.observations import Observations, Problem, ResolvedModel, ServeState
+from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.rollout import RolloutDecision, decide_rollout
 from steward.operator.serve_config import (
+    TrafficPlan,
     app_name,
     configs_match,
-    plan_serve_config,
+    plan_serve_apps,
     ray_address,
     route_prefix,
 )
@@ -48,6 +53,8 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     # A temporary problem: call again soon, with backoff, instead of at the next resync.
     retry_reason: str = ""
+    # Call again after this long even when nothing changes (a rollout's steps and windows move with time).
+    requeue_after_s: float | None = None
 
     @property
     def retry(self) -> bool:
@@ -55,15 +62,17 @@ class Decision:
 
 
 class _Conditions:
-    """Accumulates condition changes for one decision."""
+    """Collects the conditions one decision wants; the last word on each type wins, and transition times
+    are computed once, against the status as it was."""
 
     def __init__(self, old: list[Condition], now: datetime, generation: int | None) -> None:
-        self.items = list(old)
+        self.old = old
         self.now = now
         self.generation = generation
+        self.wanted: dict[ConditionType, tuple[ConditionStatus, Reason, str]] = {}
 
     def set(self, type_: ConditionType, status: ConditionStatus, reason: Reason, message: str) -> None:
-        self.items = set_condition(self.items, type_, status, reason, message, self.now, self.generation)
+        self.wanted[type_] = (status, reason, message)
 
     def ready(self, status: ConditionStatus, reason: Reason, message: str) -> None:
         self.set(ConditionType.READY, status, reason, message)
@@ -74,50 +83,69 @@ class _Conditions:
     def degraded(self, status: ConditionStatus, reason: Reason, message: str = "") -> None:
         self.set(ConditionType.DEGRADED, status, reason, message)
 
+    @property
+    def items(self) -> list[Condition]:
+        items = list(self.old)
+        for type_, (status, reason, message) in self.wanted.items():
+            items = set_condition(items, type_, status, reason, message, self.now, self.generation)
+        return items
+
 
 def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: datetime) -> Decision:
     old = md.status
     cond = _Conditions(old.conditions, now, md.metadata.generation)
     actions: list[Action] = []
+    events: list[PostEvent] = []
     retry_reason = ""
     serve_app = old.serve_application
     ready_replicas = old.ready_replicas
-    stable = old.stable
+    stable, rollout, history = old.stable, old.rollout, old.rollout_history
     address = ray_address(md, config)
 
-    if isinstance(obs.serve, ServeState):
-        serve_app = ServeApplicationStatus(
-            name=app_name(md), status=obs.serve.status, message=_serve_message(obs.serve)
+    if isinstance(obs.serve, ServeApps):
+        router = obs.serve.router
+        serve_app = (
+            None
+            if router is None
+            else ServeApplicationStatus(
+                name=app_name(md), status=router.status, message=_serve_message(router)
+            )
         )
-        ready_replicas = obs.serve.ready_replicas
-    elif obs.serve is None:
-        serve_app, ready_replicas = None, 0
 
     drafts = spec_drafts(md)
     if isinstance(obs.model, ResolvedModel):
         drafts += alias_drafts(md, obs.model)
 
     if isinstance(obs.model, Problem):
-        # What is serving keeps serving: a registry hiccup or a typo in the spec must not take a model down.
-        problem = obs.model
-        _report_problem(cond, problem)
-        retry_reason = problem.message if problem.temporary else ""
+        # What is serving keeps serving, and a rollout holds its step: a registry hiccup or a typo in the
+        # spec must not take a model down or move traffic.
+        _report_problem(cond, obs.model)
+        retry_reason = obs.model.message if obs.model.temporary else ""
     elif isinstance(obs.serve, Problem):
         _report_problem(cond, obs.serve)
         retry_reason = obs.serve.message if obs.serve.temporary else ""
     else:
-        model = obs.model
-        desired = plan_serve_config(md, model, config)
-        if obs.serve is None or not configs_match(obs.serve.deployed_config, desired):
-            actions.append(ApplyServeApplication(address, desired))
-            message = f"deploying {model.name} version {model.version} to Ray Serve at {address}"
-            cond.ready(FALSE, Reason.DEPLOYING, message)
-            cond.progressing(TRUE, Reason.DEPLOYING, message)
-            serve_app = ServeApplicationStatus(
-                name=app_name(md), status="DEPLOYING", message=serve_app.message if serve_app else ""
-            )
+        model, serve = obs.model, obs.serve
+        outcome = None
+        if stable is None:
+            plan = TrafficPlan.single(model.version, model.model_uri)
         else:
-            stable = _observe_serving(cond, model, obs.serve, stable)
+            outcome = decide_rollout(md, model, stable, serve, obs.traffic, now, config.rollout_drain_s)
+            plan, stable, rollout, history = outcome.plan, outcome.stable, outcome.rollout, outcome.history
+            drafts += outcome.drafts
+            events += outcome.events
+        desired = plan_serve_apps(md, model.name, plan, config)
+        stale = frozenset(version_app_name(app_name(md), v) for v in serve.versions if v not in plan.versions)
+        if stale or not _in_sync(serve, desired, app_name(md)):
+            actions.append(ApplyServeApplications(address, desired, stale))
+        if stable is None:
+            stable = _first_deployment(cond, model, serve, in_sync=not actions, address=address)
+        else:
+            _report_serving(cond, f"{model.name} version {stable.version}", stable, serve)
+            if outcome is not None:
+                _report_rollout(cond, outcome)
+        if stable is not None and stable.version in serve.versions:
+            ready_replicas = serve.versions[stable.version].ready_replicas
 
     status = ModelDeploymentStatus(
         phase=derive_phase(cond.items),
@@ -127,12 +155,31 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         endpoint=config.endpoint_for(address, route_prefix(md)),
         serve_application=serve_app,
         ready_replicas=ready_replicas,
+        rollout=rollout,
+        rollout_history=history,
     )
     actions.extend(_transition_events(old.conditions, status.conditions))
+    actions.extend(events)
     drafts += outcome_drafts(md, status, obs.model if isinstance(obs.model, ResolvedModel) else None)
     # Records first: the trail says what happened before anything reports it done.
     actions = [RecordAudit(d) for d in drafts] + actions
-    return Decision(status=status, actions=actions, retry_reason=retry_reason)
+    return Decision(
+        status=status,
+        actions=actions,
+        retry_reason=retry_reason,
+        requeue_after_s=config.rollout_tick_s if rollout is not None else None,
+    )
+
+
+def _in_sync(serve: ServeApps, desired: list[dict[str, Any]], router_app: str) -> bool:
+    deployed = {router_app: serve.router} | {
+        version_app_name(router_app, v): state for v, state in serve.versions.items()
+    }
+    for config in desired:
+        state = deployed.get(config["name"])
+        if state is None or not configs_match(state.deployed_config, config):
+            return False
+    return True
 
 
 def _report_problem(cond: _Conditions, problem: Problem) -> None:
@@ -145,33 +192,125 @@ def _report_problem(cond: _Conditions, problem: Problem) -> None:
         cond.degraded(TRUE, problem.reason, problem.message)
 
 
-def _observe_serving(
-    cond: _Conditions, model: ResolvedModel, serve: ServeState, stable: StableVersion | None
+def _combined(states: list[ServeState | None]) -> str:
+    """One Ray status for several applications: the worst of them."""
+    statuses = [s.status if s is not None else "NOT_STARTED" for s in states]
+    for worst in ("DEPLOY_FAILED", "UNHEALTHY", "NOT_STARTED", "DELETING", "DEPLOYING"):
+        if worst in statuses:
+            return worst
+    return "RUNNING"
+
+
+def _first_deployment(
+    cond: _Conditions, model: ResolvedModel, serve: ServeApps, in_sync: bool, address: str
 ) -> StableVersion | None:
-    """Our config is deployed: report how Ray is doing with it. Returns the new `stable`."""
+    """Nothing serves yet: the spec's version goes straight in. Returns `stable` once it serves."""
     what = f"{model.name} version {model.version}"
-    if serve.status == "RUNNING":
-        message = f"serving {what} with {serve.ready_replicas} ready replica(s)"
+    version_app = serve.versions.get(model.version)
+    if not in_sync:
+        message = f"deploying {what} to Ray Serve at {address}"
+        cond.ready(FALSE, Reason.DEPLOYING, message)
+        cond.progressing(TRUE, Reason.DEPLOYING, message)
+        return None
+    status = _combined([serve.router, version_app])
+    detail = "; ".join(
+        _serve_message(s) for s in (serve.router, version_app) if s is not None and _serve_message(s)
+    )
+    if status == "RUNNING":
+        replicas = version_app.ready_replicas if version_app else 0
+        message = f"serving {what} with {replicas} ready replica(s)"
         cond.ready(TRUE, Reason.RUNNING, message)
         cond.progressing(FALSE, Reason.AS_EXPECTED, message)
         cond.degraded(FALSE, Reason.AS_EXPECTED)
         return StableVersion(
             version=model.version, model_uri=model.model_uri, source=model.source, run_id=model.run_id
         )
-    if serve.status == "DEPLOY_FAILED":
-        message = f"Ray Serve failed to deploy {what}: {_serve_message(serve)}"
+    if status == "DEPLOY_FAILED":
+        message = f"Ray Serve failed to deploy {what}: {detail}"
         cond.ready(FALSE, Reason.DEPLOY_FAILED, message)
         cond.progressing(FALSE, Reason.DEPLOY_FAILED, message)
         cond.degraded(TRUE, Reason.DEPLOY_FAILED, message)
-    elif serve.status == "UNHEALTHY":
-        message = f"Ray Serve reports {what} unhealthy: {_serve_message(serve)}"
+    elif status == "UNHEALTHY":
+        message = f"Ray Serve reports {what} unhealthy: {detail}"
         cond.ready(FALSE, Reason.UNHEALTHY, message)
         cond.degraded(TRUE, Reason.UNHEALTHY, message)
     else:  # NOT_STARTED, DEPLOYING, DELETING: Ray is still working on it.
-        message = f"Ray Serve is deploying {what} ({serve.status})"
+        message = f"Ray Serve is deploying {what} ({status})"
         cond.ready(FALSE, Reason.DEPLOYING, message)
         cond.progressing(TRUE, Reason.DEPLOYING, message)
-    return stable
+    return None
+
+
+def _report_serving(cond: _Conditions, what: str, stable: StableVersion, serve: ServeApps) -> None:
+    """A version has served before: is it still serving? Ray updating a config in place (new weights, more
+    replicas) keeps serving, so Ready follows running replicas, not Ray's DEPLOYING status."""
+    version_app = serve.versions.get(stable.version)
+    status = _combined([serve.router, version_app])
+    detail = "; ".join(
+        _serve_message(s) for s in (serve.router, version_app) if s is not None and _serve_message(s)
+    )
+    serving = (
+        serve.router is not None
+        and version_app is not None
+        and serve.router.ready_replicas > 0
+        and (version_app.ready_replicas > 0 or version_app.status == "RUNNING")
+    )
+    replicas = version_app.ready_replicas if version_app else 0
+    if status == "DEPLOY_FAILED":
+        message = f"Ray Serve failed to update {what}: {detail}"
+        cond.ready(TRUE if serving else FALSE, Reason.DEPLOY_FAILED, message)
+        cond.progressing(FALSE, Reason.DEPLOY_FAILED, message)
+        cond.degraded(TRUE, Reason.DEPLOY_FAILED, message)
+    elif status == "UNHEALTHY":
+        message = f"Ray Serve reports {what} unhealthy: {detail}"
+        cond.ready(TRUE if serving else FALSE, Reason.UNHEALTHY, message)
+        cond.degraded(TRUE, Reason.UNHEALTHY, message)
+    elif status == "RUNNING":
+        message = f"serving {what} with {replicas} ready replica(s)"
+        cond.ready(TRUE, Reason.RUNNING, message)
+        cond.progressing(FALSE, Reason.AS_EXPECTED, message)
+        cond.degraded(FALSE, Reason.AS_EXPECTED)
+    elif serving:
+        message = (
+            f"serving {what} with {replicas} ready replica(s) while Ray Serve applies changes ({status})"
+        )
+        cond.ready(TRUE, Reason.RUNNING, message)
+        cond.progressing(TRUE, Reason.DEPLOYING, message)
+        cond.degraded(FALSE, Reason.AS_EXPECTED)
+    else:
+        message = f"Ray Serve is restoring {what} ({status})"
+        cond.ready(FALSE, Reason.DEPLOYING, message)
+        cond.progressing(TRUE, Reason.DEPLOYING, message)
+
+
+def _report_rollout(cond: _Conditions, outcome: RolloutDecision) -> None:
+    r = outcome.rollout
+    if r is not None:
+        reason = Reason.ROLLOUT_PAUSED if r.state == RolloutState.PAUSED else Reason.ROLLOUT_PROGRESSING
+        step = f"step {min(r.step_index + 1, r.step_count)}/{r.step_count}, " if r.step_count else ""
+        cond.progressing(
+            TRUE,
+            reason,
+            f"{r.strategy.value} rollout of version {r.canary.version} ({step}{r.weight}% of traffic, "
+            f"{r.state.value}): {r.message}",
+        )
+        return
+    ended = outcome.finished or outcome.blocked
+    if ended is None:
+        return
+    if ended.outcome == Outcome.ROLLED_BACK:
+        message = f"version {ended.to_version} was rolled back: {ended.reason}"
+        if outcome.blocked is not None:
+            message += "; change the spec or move the alias to try again"
+        cond.progressing(FALSE, Reason.ROLLED_BACK, message)
+        cond.degraded(TRUE, Reason.ROLLED_BACK, message)
+    elif ended.outcome == Outcome.ABORTED:
+        message = f"the rollout of version {ended.to_version} was {ended.reason}"
+        if outcome.blocked is not None:
+            message += "; change the spec or move the alias to try again"
+        cond.progressing(FALSE, Reason.ROLLOUT_ABORTED, message)
+    elif ended.outcome == Outcome.PROMOTED:
+        cond.progressing(FALSE, Reason.PROMOTED, f"version {ended.to_version} promoted: {ended.reason}")
 
 
 def _serve_message(serve: ServeState) -> str:

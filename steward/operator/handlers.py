@@ -7,6 +7,7 @@ operator start (resume), and re-observes on a timer so that status follows Ray a
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ from steward.operator.resource import invalid_spec_status, parse_resource, statu
 FINALIZER = "steward.io/cleanup"
 CONFIG = config_from_env()
 _reconciler: Reconciler | None = None
+# uid -> monotonic time of the next timer pass: soon while a rollout runs, else the resync interval.
+_next_pass: dict[str, float] = {}
 
 
 def reconciler() -> Reconciler:
@@ -73,6 +76,8 @@ def _reconcile(body: kopf.Body, patch: kopf.Patch) -> Decision:
         raise kopf.PermanentError(f"invalid ModelDeployment spec: {exc}") from exc
     decision = reconciler().reconcile(md, _now(), _events_for(body))
     patch.status.update(status_patch(decision.status))
+    wait_s = decision.requeue_after_s if decision.requeue_after_s is not None else CONFIG.resync_interval_s
+    _next_pass[str(body.metadata.uid)] = time.monotonic() + wait_s
     return decision
 
 
@@ -85,10 +90,14 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
         raise kopf.TemporaryError(decision.retry_reason, delay=retry_delay_s(retry, CONFIG.retry_max_delay_s))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_interval_s, initial_delay=CONFIG.resync_interval_s)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.rollout_tick_s, initial_delay=CONFIG.rollout_tick_s)
 def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Level-triggered: re-observe Ray and MLflow even when nobody edits the resource."""
+    """Level-triggered: re-observe Ray and MLflow even when nobody edits the resource. The timer ticks at
+    the rollout pace; a deployment with no rollout is looked at only every resync interval. Manual rollout
+    commands (annotations) are picked up by this tick too."""
     if body.metadata.get("deletionTimestamp"):
+        return
+    if time.monotonic() < _next_pass.get(str(body.metadata.uid), 0.0):
         return
     _reconcile(body, patch)
 
@@ -98,6 +107,7 @@ def cleanup(body: kopf.Body, retry: int, **_: Any) -> None:
     md = parse_resource(body, lenient=True)
     requested = body.metadata.get("deletionTimestamp")
     requested_at = datetime.fromisoformat(requested.replace("Z", "+00:00")) if requested else _now()
+    _next_pass.pop(str(body.metadata.uid), None)
     decision = reconciler().finalize(md, requested_at, _now(), _events_for(body))
     if not decision.release_finalizer:
         raise kopf.TemporaryError(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steward.api.conditions import Reason
+from steward.api.serve_app import TrafficStats
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Problem:
 
 @dataclass(frozen=True)
 class ServeState:
-    """Ray Serve's view of our application."""
+    """Ray Serve's view of one of our applications."""
 
     status: str
     message: str = ""
@@ -40,7 +41,20 @@ class ServeState:
 
 
 @dataclass(frozen=True)
+class ServeApps:
+    """Our applications on the Ray cluster: the router, and one per version (absent ones are missing)."""
+
+    router: ServeState | None = None
+    versions: dict[str, ServeState] = field(default_factory=dict)
+
+    @property
+    def empty(self) -> bool:
+        return self.router is None and not self.versions
+
+
+@dataclass(frozen=True)
 class Observations:
     model: ResolvedModel | Problem
-    # None: the cluster answered and our application is not there.
-    serve: ServeState | Problem | None
+    serve: ServeApps | Problem
+    # The router's cumulative traffic figures; read only while a rollout needs them.
+    traffic: TrafficStats | Problem | None = None

@@ -15,15 +15,16 @@ from pathlib import Path
 from steward.adapters.errors import AdapterError
 from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
 from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_from_env
+from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
 from steward.api.model_deployment import AuditTrailStatus, ModelDeployment
-from steward.api.serve_app import ROUTER_DEPLOYMENT
+from steward.api.serve_app import RECORDER_DEPLOYMENT, ROUTER_DEPLOYMENT, TrafficStats, version_app_name
 from steward.audit.records import AuditAction, RecordDraft
 from steward.audit.store import AuditStore, LocalFolderStore
 from steward.audit.trail import AuditTrail
 from steward.operator.actions import (
     Action,
-    ApplyServeApplication,
+    ApplyServeApplications,
     DeleteServeApplication,
     EventType,
     PostEvent,
@@ -31,8 +32,8 @@ from steward.operator.actions import (
 )
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
-from steward.operator.observations import Observations, Problem, ResolvedModel, ServeState
-from steward.operator.serve_config import app_name, ray_address
+from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.serve_config import app_name, ray_address, route_prefix
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +61,29 @@ def serve_problem(exc: AdapterError) -> Problem:
 
 
 def serve_state(app: ServeApplication) -> ServeState:
-    ready = sum(c.running for name, c in app.replicas.items() if name != ROUTER_DEPLOYMENT)
+    """Ready replicas: of the model for a version application, of the router for the router's."""
+    counted = [name for name in app.replicas if name != RECORDER_DEPLOYMENT]
+    models = [name for name in counted if name != ROUTER_DEPLOYMENT]
+    ready = sum(app.replicas[name].running for name in (models or counted))
     return ServeState(
         status=app.status,
         message=app.message,
         deployed_config=app.deployed_config,
         ready_replicas=ready,
         deployment_messages=app.deployment_messages,
+    )
+
+
+def serve_apps(applications: dict[str, ServeApplication], router_app: str) -> ServeApps:
+    prefix = version_app_name(router_app, "")
+    router = applications.get(router_app)
+    return ServeApps(
+        router=None if router is None else serve_state(router),
+        versions={
+            name[len(prefix) :]: serve_state(app)
+            for name, app in applications.items()
+            if name.startswith(prefix)
+        },
     )
 
 
@@ -94,10 +111,12 @@ class Reconciler:
         self.trail = trail if trail is not None else build_trail(config)
         self.ray_token = ray_token if ray_token is not None else token_from_env()
         self.registry = MlflowRegistry(config.tracking_uri)
+        self.router_stats = RouterStatsClient()
         self._serve_clients: dict[str, RayServeClient] = {}
 
     def close(self) -> None:
         self.registry.close()
+        self.router_stats.close()
         for client in self._serve_clients.values():
             client.close()
 
@@ -113,13 +132,20 @@ class Reconciler:
             model = ResolvedModel(found.name, found.version, found.model_uri, found.source, found.run_id)
         except AdapterError as exc:
             model = registry_problem(exc)
-        serve: ServeState | Problem | None
+        address = ray_address(md, self.config)
+        serve: ServeApps | Problem
         try:
-            app = self.serve_client(ray_address(md, self.config)).get_application(app_name(md))
-            serve = None if app is None else serve_state(app)
+            serve = serve_apps(self.serve_client(address).applications(), app_name(md))
         except AdapterError as exc:
             serve = serve_problem(exc)
-        return Observations(model=model, serve=serve)
+        traffic: TrafficStats | Problem | None = None
+        if md.status.rollout is not None:
+            # Only a rollout judges traffic; a steady deployment is not polled for it.
+            try:
+                traffic = self.router_stats.read(self.config.endpoint_for(address, route_prefix(md)))
+            except AdapterError as exc:
+                traffic = Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=exc.temporary)
+        return Observations(model=model, serve=serve, traffic=traffic)
 
     def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
         self.resume_audit(md.key, md.status.audit)
@@ -184,14 +210,15 @@ class Reconciler:
         """Run actions in order; stop at the first that the world refuses and return why."""
         for action in actions:
             try:
-                if isinstance(action, ApplyServeApplication):
-                    self.serve_client(action.ray_address).apply_application(
-                        action.app_config, self.config.http_options
+                if isinstance(action, ApplyServeApplications):
+                    self.serve_client(action.ray_address).apply_applications(
+                        action.app_configs, set(action.remove), self.config.http_options
                     )
                 elif isinstance(action, DeleteServeApplication):
-                    self.serve_client(action.ray_address).delete_application(
-                        action.app_name, self.config.http_options
-                    )
+                    client = self.serve_client(action.ray_address)
+                    ours = serve_apps(client.applications(), action.app_name)
+                    names = {action.app_name} | {version_app_name(action.app_name, v) for v in ours.versions}
+                    client.delete_applications(names, self.config.http_options)
                 elif isinstance(action, RecordAudit):
                     new = [action.draft] if self.trail is None else self.trail.record([action.draft])
                     for draft in new:  # mirrored once per record, not once per replay

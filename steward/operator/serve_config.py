@@ -1,20 +1,29 @@
-"""Plan the declarative Ray Serve config of one ModelDeployment (pure)."""
+"""Plan the declarative Ray Serve configs of one ModelDeployment (pure).
+
+A router application on the route prefix, and one application per live version (see steward.api.serve_app for
+why versions live in applications of their own).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from steward.api.model_deployment import ModelDeployment, memory_bytes
+from steward.api.rollout import Stickiness
 from steward.api.serve_app import (
-    IMPORT_PATH,
+    RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,
-    AppArgs,
+    ROUTER_IMPORT_PATH,
+    VERSION_IMPORT_PATH,
+    RouterArgs,
     RouterConfig,
-    ServedVersion,
+    ShadowConfig,
+    VersionArgs,
+    version_app_name,
     version_deployment_name,
 )
 from steward.operator.config import OperatorConfig
-from steward.operator.observations import ResolvedModel
 
 
 def app_name(md: ModelDeployment) -> str:
@@ -29,6 +38,21 @@ def ray_address(md: ModelDeployment, config: OperatorConfig) -> str:
     return (md.spec.serving.ray_address or config.ray_address).rstrip("/")
 
 
+@dataclass(frozen=True)
+class TrafficPlan:
+    """Which versions run and how the router splits live traffic between them."""
+
+    # version -> model URI, for every version that has replicas.
+    versions: dict[str, str]
+    weights: dict[str, int]
+    shadow: ShadowConfig | None = None
+    stickiness: Stickiness | None = field(default=None)
+
+    @classmethod
+    def single(cls, version: str, model_uri: str) -> TrafficPlan:
+        return cls(versions={version: model_uri}, weights={version: 100})
+
+
 def _version_actor_options(md: ModelDeployment) -> dict[str, Any]:
     resources = md.spec.serving.resources
     options: dict[str, Any] = {"num_cpus": resources.cpu}
@@ -39,21 +63,26 @@ def _version_actor_options(md: ModelDeployment) -> dict[str, Any]:
     return options
 
 
-def plan_serve_config(md: ModelDeployment, model: ResolvedModel, config: OperatorConfig) -> dict[str, Any]:
-    """The Serve application config that serves `model` as `md` asks."""
+def _runtime_env(config: OperatorConfig) -> dict[str, Any]:
+    return {"env_vars": {**config.replica_env, "MLFLOW_TRACKING_URI": config.tracking_uri}}
+
+
+def plan_router_app(
+    md: ModelDeployment, model_name: str, plan: TrafficPlan, config: OperatorConfig
+) -> dict[str, Any]:
     serving = md.spec.serving
-    args = AppArgs(
-        deployment=md.key,
-        model_name=model.name,
-        versions=[ServedVersion(version=model.version, model_uri=model.model_uri)],
+    router = RouterConfig(
+        versions={v: version_app_name(app_name(md), v) for v in plan.versions},
+        weights=plan.weights,
+        shadow=plan.shadow,
+        stickiness=plan.stickiness,
     )
-    router = RouterConfig(weights={model.version: 100})
     return {
         "name": app_name(md),
         "route_prefix": route_prefix(md),
-        "import_path": IMPORT_PATH,
-        "args": args.model_dump(),
-        "runtime_env": {"env_vars": {**config.replica_env, "MLFLOW_TRACKING_URI": config.tracking_uri}},
+        "import_path": ROUTER_IMPORT_PATH,
+        "args": RouterArgs(deployment=md.key, model_name=model_name).model_dump(),
+        "runtime_env": _runtime_env(config),
         "deployments": [
             {
                 "name": ROUTER_DEPLOYMENT,
@@ -64,10 +93,28 @@ def plan_serve_config(md: ModelDeployment, model: ResolvedModel, config: Operato
                     "max_replicas": max(1, serving.replicas.max),
                     "target_ongoing_requests": serving.target_ongoing_requests,
                 },
-                "user_config": router.model_dump(),
+                "user_config": router.model_dump(mode="json", exclude_none=True),
             },
+            # Sums the routers' measurements: one replica, so that there is one count to read.
+            {"name": RECORDER_DEPLOYMENT, "num_replicas": 1, "ray_actor_options": {"num_cpus": 0.0}},
+        ],
+    }
+
+
+def plan_version_app(
+    md: ModelDeployment, model_name: str, version: str, model_uri: str, config: OperatorConfig
+) -> dict[str, Any]:
+    serving = md.spec.serving
+    return {
+        "name": version_app_name(app_name(md), version),
+        # No route: only the router calls it.
+        "route_prefix": None,
+        "import_path": VERSION_IMPORT_PATH,
+        "args": VersionArgs(model_name=model_name, version=version, model_uri=model_uri).model_dump(),
+        "runtime_env": _runtime_env(config),
+        "deployments": [
             {
-                "name": version_deployment_name(model.version),
+                "name": version_deployment_name(version),
                 "max_ongoing_requests": serving.max_ongoing_requests,
                 "autoscaling_config": {
                     "min_replicas": serving.replicas.min,
@@ -75,9 +122,19 @@ def plan_serve_config(md: ModelDeployment, model: ResolvedModel, config: Operato
                     "target_ongoing_requests": serving.target_ongoing_requests,
                 },
                 "ray_actor_options": _version_actor_options(md),
-            },
+            }
         ],
     }
+
+
+def plan_serve_apps(
+    md: ModelDeployment, model_name: str, plan: TrafficPlan, config: OperatorConfig
+) -> list[dict[str, Any]]:
+    """Every Serve application `md` needs for `plan`: the router first, then one per version."""
+    return [plan_router_app(md, model_name, plan, config)] + [
+        plan_version_app(md, model_name, version, uri, config)
+        for version, uri in sorted(plan.versions.items())
+    ]
 
 
 def _normalized(value: Any) -> Any:

@@ -59,7 +59,10 @@ def derive_phase(conditions: list[Condition], deleting: bool = False) -> Phase:
         return Phase.DELETING
     ready = find(conditions, ConditionType.READY)
     if is_true(conditions, ConditionType.READY):
-        return Phase.DEGRADED if is_true(conditions, ConditionType.DEGRADED) else Phase.READY
+        if is_true(conditions, ConditionType.DEGRADED):
+            return Phase.DEGRADED
+        # Serving, and moving toward something new (a rollout, an update Ray is applying).
+        return Phase.PROGRESSING if is_true(conditions, ConditionType.PROGRESSING) else Phase.READY
     if ready is not None and ready.reason in PERMANENT_REASONS:
         return Phase.FAILED
     if is_true(conditions, ConditionType.PROGRESSING):

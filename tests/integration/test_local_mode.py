@@ -164,7 +164,9 @@ def test_delete_removes_the_application(
     wait_until(lambda: store.get("lending", "scorer") is None, 60, "the local object to be finalized")
     assert ray_client.get_application("lending-scorer") is None
     events = [e["reason"] for e in store.read_events("lending", "scorer")]
-    assert [e for e in events if e != "AuditRecorded"][:2] == ["Deploying", "Running"]
+    # A transient problem (the dashboard busy on 2 cores) may precede them; the order is what matters.
+    lifecycle = [e for e in events if e in ("Deploying", "Running")]
+    assert lifecycle[:2] == ["Deploying", "Running"], events
     assert events.count("AuditRecorded") == 3  # created, deployed, deleted: one Event per record
 
     history = cli("history", "scorer", "-n", "lending", "--home", str(home))

@@ -7,7 +7,8 @@ from typing import Any
 
 from steward.api.model_deployment import ModelDeployment
 from steward.operator.config import OperatorConfig
-from steward.operator.observations import ResolvedModel, ServeState
+from steward.operator.observations import ResolvedModel, ServeApps, ServeState
+from steward.operator.serve_config import TrafficPlan, plan_serve_apps
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CONFIG = OperatorConfig(ray_address="http://ray:8265", tracking_uri="http://mlflow:5000")
@@ -31,5 +32,24 @@ def resolved(version: str = "3") -> ResolvedModel:
     return ResolvedModel("credit-risk", version, f"models:/credit-risk/{version}", "s3://b/m", "run1")
 
 
-def serving(status: str, config: dict[str, Any] | None, replicas: int = 1, message: str = "") -> ServeState:
-    return ServeState(status=status, message=message, deployed_config=config, ready_replicas=replicas)
+NOTHING = ServeApps()
+
+
+def desired(resource: ModelDeployment, model: ResolvedModel | None = None) -> list[dict[str, Any]]:
+    """The Serve apps a deployment with nothing rolling out wants: its router and one version."""
+    model = model or resolved()
+    return plan_serve_apps(resource, model.name, TrafficPlan.single(model.version, model.model_uri), CONFIG)
+
+
+def serving(
+    status: str, configs: list[dict[str, Any]] | None, replicas: int = 1, message: str = ""
+) -> ServeApps:
+    """Ray reporting every one of `configs` as deployed, in `status`."""
+    router, versions = None, {}
+    for config in configs or []:
+        state = ServeState(status=status, message=message, deployed_config=config, ready_replicas=replicas)
+        if ".v" in config["name"]:
+            versions[config["name"].rsplit(".v", 1)[1]] = state
+        else:
+            router = state
+    return ServeApps(router=router, versions=versions)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from builders import CONFIG, T0, md, resolved, serving
+from builders import CONFIG, NOTHING, T0, desired, md, resolved, serving
 
 from steward.api.conditions import Reason
 from steward.audit.records import AuditAction
-from steward.operator.actions import ApplyServeApplication, RecordAudit
+from steward.operator.actions import ApplyServeApplications, RecordAudit
 from steward.operator.core import decide, decide_deletion
 from steward.operator.observations import Observations, Problem
-from steward.operator.serve_config import plan_serve_config
 
 
 def drafts(decision):
@@ -26,33 +25,30 @@ def step(resource, obs, generation=None, seconds=0):
 
 def test_a_life_creates_deploys_changes_and_deletes():
     first = md()
-    d1, r1 = step(first, Observations(resolved(), None))
+    d1, r1 = step(first, Observations(resolved(), NOTHING))
     (created,) = drafts(d1)
     assert created.action == AuditAction.CREATED and created.cause == "created"
     assert created.evidence["spec"]["model"] == {"name": "credit-risk", "version": "3"}
     assert isinstance(d1.actions[0], RecordAudit)  # the record comes before the apply
-    assert isinstance(d1.actions[1], ApplyServeApplication)
+    assert isinstance(d1.actions[1], ApplyServeApplications)
 
-    desired = plan_serve_config(r1, resolved(), CONFIG)
-    d2, r2 = step(r1, Observations(resolved(), serving("RUNNING", desired)))
+    planned = desired(r1, resolved())
+    d2, r2 = step(r1, Observations(resolved(), serving("RUNNING", planned)))
     (deployed,) = drafts(d2)
     assert deployed.action == AuditAction.DEPLOYED
     assert (deployed.model.from_version, deployed.model.to_version) == (None, "3")
     assert deployed.evidence["model_uri"] == "models:/credit-risk/3"
 
-    d3, _ = step(r2, Observations(resolved(), serving("RUNNING", desired)))
+    d3, _ = step(r2, Observations(resolved(), serving("RUNNING", planned)))
     assert drafts(d3) == []  # a resync records nothing
 
     changed = md({"model": {"name": "credit-risk", "version": "4"}}, r2.status.model_dump(by_alias=True), 2)
-    d4, r4 = step(changed, Observations(resolved("4"), serving("RUNNING", desired)), generation=2)
-    (spec_changed,) = drafts(d4)
+    d4, r5 = step(changed, Observations(resolved("4"), serving("RUNNING", planned)), generation=2)
+    spec_changed, started = drafts(d4)
     assert spec_changed.action == AuditAction.SPEC_CHANGED and spec_changed.cause == "spec:generation-2"
-
-    d5, r5 = step(
-        r4, Observations(resolved("4"), serving("RUNNING", plan_serve_config(r4, resolved("4"), CONFIG))), 2
-    )
-    (deployed4,) = drafts(d5)
-    assert (deployed4.model.from_version, deployed4.model.to_version) == ("3", "4")
+    # A new version over a serving one is a rollout, recorded by the rollout (tests/unit/test_rollout.py).
+    assert started.action == AuditAction.ROLLOUT_STARTED
+    assert (started.model.from_version, started.model.to_version) == ("3", "4")
 
     gone = decide_deletion(r5, None, T0, CONFIG, T0)
     (deleted,) = [a.draft for a in gone.actions if isinstance(a, RecordAudit)]
@@ -69,32 +65,32 @@ def test_actor_and_reason_come_from_annotations():
             )
         }
     )
-    (created,) = drafts(decide(resource, Observations(resolved(), None), CONFIG, T0))
+    (created,) = drafts(decide(resource, Observations(resolved(), NOTHING), CONFIG, T0))
     assert (created.actor, created.reason) == ("alice@bank", "CR-123")
 
 
 def test_alias_moved_is_recorded_once():
     spec = {"model": {"name": "credit-risk", "alias": "champion"}}
-    _, settled = step(md(spec), Observations(resolved("3"), None))
+    _, settled = step(md(spec), Observations(resolved("3"), NOTHING))
     settled = md(
         spec, {**settled.status.model_dump(by_alias=True), "stable": {"version": "3", "modelUri": "m"}}
     )
-    d, _ = step(settled, Observations(resolved("4"), None))
+    d, _ = step(settled, Observations(resolved("4"), NOTHING))
     moved = [x for x in drafts(d) if x.action == AuditAction.ALIAS_MOVED]
     assert len(moved) == 1 and moved[0].cause == "alias:champion:4"
     assert (moved[0].model.from_version, moved[0].model.to_version) == ("3", "4")
 
 
 def test_deploy_failure_is_recorded_with_rays_message():
-    _, r1 = step(md(), Observations(resolved(), None))
-    desired = plan_serve_config(r1, resolved(), CONFIG)
+    _, r1 = step(md(), Observations(resolved(), NOTHING))
+    planned = desired(r1, resolved())
     d, r2 = step(
-        r1, Observations(resolved(), serving("DEPLOY_FAILED", desired, message="ImportError: xgboost"))
+        r1, Observations(resolved(), serving("DEPLOY_FAILED", planned, message="ImportError: xgboost"))
     )
     (failed,) = drafts(d)
     assert failed.action == AuditAction.DEPLOY_FAILED and "ImportError: xgboost" in failed.evidence["message"]
     d_again, _ = step(
-        r2, Observations(resolved(), serving("DEPLOY_FAILED", desired, message="ImportError: xgboost"))
+        r2, Observations(resolved(), serving("DEPLOY_FAILED", planned, message="ImportError: xgboost"))
     )
     assert drafts(d_again) == []
 

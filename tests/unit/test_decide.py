@@ -5,16 +5,15 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from builders import CONFIG, T0, md, resolved, serving
+from builders import CONFIG, NOTHING, T0, desired, md, resolved, serving
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
-from steward.operator.actions import ApplyServeApplication, DeleteServeApplication, EventType, PostEvent
+from steward.operator.actions import ApplyServeApplications, DeleteServeApplication, EventType, PostEvent
 from steward.operator.core import Decision, decide, decide_deletion, deletion_actions, retry_delay_s
 from steward.operator.observations import Observations, Problem
-from steward.operator.serve_config import plan_serve_config
 from steward.operator.status import find
 
-DESIRED = plan_serve_config(md(), resolved(), CONFIG)
+DESIRED = desired(md(), resolved())
 
 
 def condition(decision: Decision, type_: ConditionType) -> tuple[str, str]:
@@ -23,15 +22,15 @@ def condition(decision: Decision, type_: ConditionType) -> tuple[str, str]:
     return found.status.value, found.reason.value
 
 
-def applies(decision: Decision) -> list[ApplyServeApplication]:
-    return [a for a in decision.actions if isinstance(a, ApplyServeApplication)]
+def applies(decision: Decision) -> list[ApplyServeApplications]:
+    return [a for a in decision.actions if isinstance(a, ApplyServeApplications)]
 
 
 CASES = [
     # (case, observations, phase, ready, applies?, retry?)
     (
         "new: app absent",
-        Observations(resolved(), None),
+        Observations(resolved(), NOTHING),
         Phase.PROGRESSING,
         ("False", "Deploying"),
         True,
@@ -79,7 +78,7 @@ CASES = [
     ),
     (
         "version missing",
-        Observations(Problem(Reason.VERSION_NOT_FOUND, "no version 9; existing 1, 2", False), None),
+        Observations(Problem(Reason.VERSION_NOT_FOUND, "no version 9; existing 1, 2", False), NOTHING),
         Phase.FAILED,
         ("False", "VersionNotFound"),
         False,
@@ -87,7 +86,7 @@ CASES = [
     ),
     (
         "registry unreachable",
-        Observations(Problem(Reason.REGISTRY_UNREACHABLE, "refused", True), None),
+        Observations(Problem(Reason.REGISTRY_UNREACHABLE, "refused", True), NOTHING),
         Phase.PROGRESSING,
         ("Unknown", "RegistryUnreachable"),
         False,
@@ -126,9 +125,9 @@ def test_decide_table(case, obs, phase, ready, apply, retry):
 
 
 def test_apply_carries_the_planned_config_to_the_right_cluster():
-    (action,) = applies(decide(md(), Observations(resolved(), None), CONFIG, T0))
+    (action,) = applies(decide(md(), Observations(resolved(), NOTHING), CONFIG, T0))
     assert action.ray_address == "http://ray:8265"
-    assert action.app_config == DESIRED
+    assert action.app_configs == DESIRED
 
 
 def test_running_records_stable_version_endpoint_and_replicas():
@@ -148,7 +147,8 @@ def test_registry_problem_keeps_what_is_serving():
         Reason.VERSION_NOT_FOUND, "model 'credit-risk' has no version 9; existing versions: 3", False
     )
     decision = decide(changed, Observations(problem, serving("RUNNING", DESIRED)), CONFIG, T0)
-    assert not [a for a in decision.actions if isinstance(a, (ApplyServeApplication, DeleteServeApplication))]
+    applied = [a for a in decision.actions if isinstance(a, (ApplyServeApplications, DeleteServeApplication))]
+    assert not applied
     assert decision.status.stable is not None and decision.status.stable.version == "3"
     ready = find(decision.status.conditions, ConditionType.READY)
     assert ready is not None and "existing versions: 3" in ready.message
@@ -186,7 +186,7 @@ def test_failure_event_is_a_warning():
 
 def test_restart_resumes_from_status_without_reapplying():
     """A new operator process with only .status and the same observations does nothing twice."""
-    deploying = decide(md(), Observations(resolved(), None), CONFIG, T0)
+    deploying = decide(md(), Observations(resolved(), NOTHING), CONFIG, T0)
     resumed = decide(
         md(status=deploying.status.model_dump(by_alias=True)),
         Observations(resolved(), serving("DEPLOYING", DESIRED)),
@@ -201,7 +201,7 @@ def test_spec_ray_address_overrides_default_and_drives_endpoint():
     custom = md(
         {"model": {"name": "credit-risk", "version": "3"}, "serving": {"rayAddress": "http://gpu-ray:8265"}}
     )
-    decision = decide(custom, Observations(resolved(), None), CONFIG, T0)
+    decision = decide(custom, Observations(resolved(), NOTHING), CONFIG, T0)
     assert applies(decision)[0].ray_address == "http://gpu-ray:8265"
     assert decision.status.endpoint == "http://gpu-ray:8000/risk/credit"
 
@@ -235,5 +235,5 @@ def test_retry_backoff_grows_and_caps():
 
 
 def test_condition_statuses_are_kubernetes_strings():
-    decision = decide(md(), Observations(resolved(), None), CONFIG, T0)
+    decision = decide(md(), Observations(resolved(), NOTHING), CONFIG, T0)
     assert {c.status for c in decision.status.conditions} <= set(ConditionStatus)

@@ -1,0 +1,33 @@
+"""The router's own traffic figures, read over HTTP from `<endpoint>/-/stats` (see steward.serving.app)."""
+
+from __future__ import annotations
+
+import httpx
+from pydantic import ValidationError
+
+from steward.adapters.errors import NotReady, Unreachable
+from steward.api.serve_app import STATS_PATH, TrafficStats
+
+
+class RouterStatsClient:
+    def __init__(self, timeout_s: float = 5.0, transport: httpx.BaseTransport | None = None) -> None:
+        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def read(self, endpoint: str) -> TrafficStats:
+        url = endpoint.rstrip("/") + STATS_PATH
+        try:
+            response = self._http.get(url)
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"the router's traffic figures at {url} are unreachable: {exc}") from exc
+        if response.status_code == 404:
+            # The proxy learns a new route a moment after the application starts.
+            raise NotReady(f"no Steward router answers at {url} yet (is the router application running?)")
+        if response.status_code != 200:
+            raise Unreachable(f"the router at {url} answered {response.status_code}: {response.text[:300]}")
+        try:
+            return TrafficStats.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise Unreachable(f"the router at {url} answered figures Steward cannot read: {exc}") from exc

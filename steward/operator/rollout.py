@@ -1,0 +1,627 @@
+"""The rollout state machine: move a new version from 0% to stable, or back out (pure).
+
+Everything it needs to resume lives in `status.rollout`: a new operator finds the same step, the same weight
+and the same analysis window, and applying the traffic plan again is a no-op on Ray. The state machine:
+
+    Warming --(new version RUNNING)--> Progressing --(steps done | promote)--> Promoting --(drained)--> done
+                                        |   ^ pause / resume / inconclusive
+                                        v   |
+                                       Paused
+    Warming/Progressing/Paused --(analysis failed | abort | superseded)--> RollingBack --(drained)--> done
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from steward.api.model_deployment import ModelDeployment, StableVersion
+from steward.api.rollout import (
+    MAX_ROLLOUT_HISTORY,
+    MAX_WINDOWS_IN_STATUS,
+    ROLLOUT_COMMAND_ANNOTATION,
+    ActiveRollout,
+    Outcome,
+    RolloutCommand,
+    RolloutCommandKind,
+    RolloutRecord,
+    RolloutState,
+    RolloutStep,
+    RolloutTarget,
+    Strategy,
+    Verdict,
+    WindowResult,
+    duration_s,
+)
+from steward.api.serve_app import ROUTER_DEPLOYMENT, RouterConfig, ShadowConfig, TrafficStats
+from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, RecordDraft
+from steward.operator.actions import EventType, PostEvent
+from steward.operator.analysis import judge_window
+from steward.operator.audit_drafts import deployment_ref, requester
+from steward.operator.observations import Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.serve_config import TrafficPlan
+
+FINISHING = (RolloutState.PROMOTING, RolloutState.ROLLING_BACK)
+
+
+@dataclass
+class RolloutDecision:
+    plan: TrafficPlan
+    stable: StableVersion
+    rollout: ActiveRollout | None
+    history: list[RolloutRecord]
+    drafts: list[RecordDraft] = field(default_factory=list)
+    events: list[PostEvent] = field(default_factory=list)
+    # The rollout that ended in this pass, if one did.
+    finished: RolloutRecord | None = None
+    # Why no rollout runs although the spec names another version (it failed, and nothing changed since).
+    blocked: RolloutRecord | None = None
+
+
+def _target(model: ResolvedModel) -> RolloutTarget:
+    return RolloutTarget(
+        version=model.version, model_uri=model.model_uri, source=model.source, run_id=model.run_id
+    )
+
+
+def _stable_from(target: RolloutTarget) -> StableVersion:
+    return StableVersion(
+        version=target.version, model_uri=target.model_uri, source=target.source, run_id=target.run_id
+    )
+
+
+def traffic_plan(md: ModelDeployment, stable: StableVersion, r: ActiveRollout | None) -> TrafficPlan:
+    """Which versions run and who gets what share, for each state."""
+    if r is None:
+        return TrafficPlan.single(stable.version, stable.model_uri)
+    spec = md.spec.rollout
+    new, old = r.canary.version, stable.version
+    versions = {old: stable.model_uri, new: r.canary.model_uri}
+    if r.state == RolloutState.PROMOTING:
+        return TrafficPlan(versions, {old: 0, new: 100}, stickiness=spec.stickiness)
+    if r.state in (RolloutState.WARMING, RolloutState.ROLLING_BACK):
+        return TrafficPlan(versions, {old: 100, new: 0}, stickiness=spec.stickiness)
+    shadow = None
+    mirrors = r.strategy == Strategy.SHADOW or spec.analysis.max_disagreement is not None
+    if mirrors and spec.shadow_percent > 0:
+        shadow = ShadowConfig(version=new, percent=spec.shadow_percent)
+    return TrafficPlan(versions, {old: 100 - r.weight, new: r.weight}, shadow, spec.stickiness)
+
+
+def router_weights(serve: ServeApps) -> dict[str, int] | None:
+    """The weights the router was last configured with, as Ray reports its deployed config."""
+    config = serve.router.deployed_config if serve.router else None
+    for deployment in (config or {}).get("deployments") or []:
+        if deployment.get("name") == ROUTER_DEPLOYMENT and deployment.get("user_config"):
+            try:
+                return dict(RouterConfig.model_validate(deployment["user_config"]).weights)
+            except ValidationError:
+                return None
+    return None
+
+
+def pending_command(md: ModelDeployment, handled: str | None) -> RolloutCommand | str | None:
+    """The manual command not yet acted on; a string says why the annotation could not be read."""
+    raw = md.metadata.annotations.get(ROLLOUT_COMMAND_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        command = RolloutCommand.model_validate_json(raw)
+    except ValidationError as exc:
+        return f"ignored the {ROLLOUT_COMMAND_ANNOTATION} annotation: {exc.errors()[0]['msg']}"
+    return None if command.id == handled else command
+
+
+def _command_id(md: ModelDeployment) -> str | None:
+    command = pending_command(md, None)
+    return command.id if isinstance(command, RolloutCommand) else None
+
+
+class _Machine:
+    """One pass of the state machine over a working copy of the rollout."""
+
+    def __init__(
+        self,
+        md: ModelDeployment,
+        r: ActiveRollout,
+        stable: StableVersion,
+        serve: ServeApps,
+        traffic: TrafficStats | Problem | None,
+        now: datetime,
+        drain_s: float,
+    ) -> None:
+        self.md, self.r, self.stable, self.serve, self.traffic = md, r, stable, serve, traffic
+        self.now, self.drain_s = now, drain_s
+        self.steps: tuple[RolloutStep, ...] = md.spec.rollout.effective_steps
+        self.drafts: list[RecordDraft] = []
+        self.events: list[PostEvent] = []
+        # Why a command was not followed: shown ahead of whatever the pass says next.
+        self.note = ""
+
+    # ------------------------------------------------------------------ records
+    @property
+    def cause(self) -> str:
+        return f"rollout:{self.r.canary.version}:{self.r.started_at.isoformat()}"
+
+    def record(
+        self,
+        action: AuditAction,
+        reason: str,
+        cause: str,
+        actor: str = OPERATOR_ACTOR,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        self.drafts.append(
+            RecordDraft(
+                deployment=deployment_ref(self.md),
+                actor=actor,
+                action=action,
+                model=ModelVersions(
+                    name=self.md.spec.model.name,
+                    from_version=self.r.from_version,
+                    to_version=self.r.canary.version,
+                ),
+                reason=reason,
+                evidence={
+                    "strategy": self.r.strategy.value,
+                    "step": self.r.step_index,
+                    "weight": self.r.weight,
+                    **(evidence or {}),
+                },
+                cause=f"{self.cause}:{cause}",
+            )
+        )
+
+    def event(self, reason: str, message: str, warning: bool = False) -> None:
+        self.events.append(PostEvent(EventType.WARNING if warning else EventType.NORMAL, reason, message))
+
+    def update(self, **changes: Any) -> None:
+        self.r = self.r.model_copy(update=changes)
+
+    # ------------------------------------------------------------------ transitions
+    def finish(self, state: RolloutState, outcome: Outcome, reason: str, actor: str = OPERATOR_ACTOR) -> None:
+        """Move all traffic at once, to the new version or back to stable; the other goes after a drain."""
+        self.update(
+            state=state,
+            outcome=outcome,
+            outcome_reason=reason,
+            outcome_actor=actor,
+            switched_at=None,
+            message=reason,
+            window_started_at=None,
+            window_baseline=None,
+        )
+        if state == RolloutState.ROLLING_BACK:
+            self.event(
+                "RollingBack",
+                f"all traffic back to version {self.r.from_version}: {reason}",
+                warning=outcome == Outcome.ROLLED_BACK,
+            )
+        else:
+            self.event("Promoting", f"all traffic to version {self.r.canary.version}: {reason}")
+
+    def advance_step(self) -> None:
+        self.update(
+            step_index=self.r.step_index + 1,
+            step_started_at=self.now,
+            passed_windows=0,
+            failed_windows=0,
+            window_started_at=None,
+            window_baseline=None,
+        )
+
+    def pause(self, message: str) -> None:
+        self.update(state=RolloutState.PAUSED, message=message, window_started_at=None, window_baseline=None)
+        self.event("RolloutPaused", message)
+
+    def new_version_state(self) -> ServeState | None:
+        return self.serve.versions.get(self.r.canary.version)
+
+    # ------------------------------------------------------------------ commands
+    def apply_command(self, command: RolloutCommand) -> None:
+        who = command.actor or "unknown (no actor in the command)"
+        why = f": {command.reason}" if command.reason else ""
+        self.update(handled_command=command.id)
+        kind = command.command
+        if self.r.state in FINISHING:
+            self.note = f"{kind.value} by {who} ignored: the rollout is already finishing"
+            return
+        if kind == RolloutCommandKind.ABORT:
+            self.finish(RolloutState.ROLLING_BACK, Outcome.ABORTED, f"aborted by {who}{why}", actor=who)
+        elif kind == RolloutCommandKind.PROMOTE_FULL:
+            if self.r.state == RolloutState.WARMING:
+                self.note = (
+                    f"promote --full by {who} refused: version {self.r.canary.version} is still starting"
+                )
+                return
+            self.finish(
+                RolloutState.PROMOTING,
+                Outcome.PROMOTED,
+                f"promoted by {who}, skipping the remaining steps{why}",
+                actor=who,
+            )
+        elif kind == RolloutCommandKind.PROMOTE:
+            if self.r.state == RolloutState.WARMING:
+                self.note = f"promote by {who} refused: version {self.r.canary.version} is still starting"
+                return
+            self.record(
+                AuditAction.ROLLOUT_STEP,
+                f"step {self.r.step_index + 1} completed by {who}{why}",
+                f"command:{command.id}",
+                actor=who,
+            )
+            self.advance_step()
+            self.update(state=RolloutState.PROGRESSING, message=f"step completed by {who}")
+        elif kind == RolloutCommandKind.PAUSE:
+            if self.r.state == RolloutState.PAUSED:
+                self.note = f"pause by {who} ignored: already paused"
+                return
+            self.record(AuditAction.ROLLOUT_STEP, f"paused by {who}{why}", f"command:{command.id}", actor=who)
+            self.pause(f"paused by {who}{why}; `steward resume` continues, `steward promote` skips the step")
+        elif kind == RolloutCommandKind.RESUME:
+            if self.r.state != RolloutState.PAUSED:
+                self.note = f"resume by {who} ignored: the rollout is not paused"
+                return
+            self.record(
+                AuditAction.ROLLOUT_STEP, f"resumed by {who}{why}", f"command:{command.id}", actor=who
+            )
+            step = self.current_step()
+            if step is not None and step.pause is not None and step.pause.duration is None:
+                self.advance_step()  # resuming an open-ended pause step is what finishes it
+            self.update(state=RolloutState.PROGRESSING, message=f"resumed by {who}")
+
+    # ------------------------------------------------------------------ steps
+    def current_step(self) -> RolloutStep | None:
+        return self.steps[self.r.step_index] if self.r.step_index < len(self.steps) else None
+
+    def run_steps(self) -> None:
+        """Run steps until one has to wait; a pass never applies a step twice (its index moves on)."""
+        while self.r.state == RolloutState.PROGRESSING:
+            step = self.current_step()
+            if step is None:
+                self.finish(
+                    RolloutState.PROMOTING,
+                    Outcome.PROMOTED,
+                    f"all {len(self.steps)} steps passed"
+                    if self.steps
+                    else "immediate rollout: the new version is warm",
+                )
+                return
+            if step.set_weight is not None:
+                self.update(
+                    weight=step.set_weight,
+                    message=f"version {self.r.canary.version} gets {step.set_weight}% of traffic",
+                )
+                self.record(
+                    AuditAction.ROLLOUT_STEP,
+                    f"step {self.r.step_index + 1}/{len(self.steps)}: version {self.r.canary.version} gets "
+                    f"{step.set_weight}% of live traffic",
+                    f"step-{self.r.step_index}",
+                )
+                self.event(
+                    "TrafficShifted",
+                    f"version {self.r.canary.version} now gets {step.set_weight}% of traffic",
+                )
+                self.advance_step()
+            elif step.pause is not None:
+                if step.pause.duration is None:
+                    self.pause(
+                        f"step {self.r.step_index + 1}/{len(self.steps)}: waiting for a person; "
+                        "`steward resume` or `steward promote` continues, `steward abort` rolls back"
+                    )
+                    return
+                remaining = (
+                    duration_s(step.pause.duration) - (self.now - self.r.step_started_at).total_seconds()
+                )
+                if remaining > 0:
+                    self.update(
+                        message=f"step {self.r.step_index + 1}/{len(self.steps)}: pausing "
+                        f"{step.pause.duration} ({remaining:.0f}s left)"
+                    )
+                    return
+                self.advance_step()
+            else:
+                if not self.run_analysis(step):
+                    return
+
+    def run_analysis(self, step: RolloutStep) -> bool:
+        """Open, judge or keep waiting on an analysis window; True when the step is complete."""
+        analysis = self.md.spec.rollout.analysis
+        needed = (
+            step.analysis.windows if step.analysis and step.analysis.windows else None
+        ) or analysis.windows
+        where = f"step {self.r.step_index + 1}/{len(self.steps)}: analysis"
+        if not isinstance(self.traffic, TrafficStats):
+            why = self.traffic.message if isinstance(self.traffic, Problem) else "not read yet"
+            self.update(message=f"{where} waits for the router's traffic figures ({why})")
+            return False
+        if self.r.window_started_at is None or self.r.window_baseline is None:
+            self.update(
+                window_started_at=self.now,
+                window_baseline=self.traffic.model_dump_json(),
+                message=f"{where}: window 1 of {needed} opened",
+            )
+            return False
+        baseline = TrafficStats.model_validate_json(self.r.window_baseline)
+        if baseline.recorder_id != self.traffic.recorder_id:
+            self.update(
+                window_started_at=self.now,
+                window_baseline=self.traffic.model_dump_json(),
+                message=f"{where}: the router's counters restarted; window reopened",
+            )
+            return False
+        elapsed = (self.now - self.r.window_started_at).total_seconds()
+        if elapsed < analysis.interval_s:
+            self.update(
+                message=f"{where}: measuring window {self.r.passed_windows + self.r.failed_windows + 1} "
+                f"({elapsed:.0f}/{analysis.interval_s:.0f}s)"
+            )
+            return False
+        judgement = judge_window(
+            analysis, self.r.strategy, self.r.canary.version, self.stable.version, baseline, self.traffic
+        )
+        result = WindowResult(
+            started_at=self.r.window_started_at,
+            ended_at=self.now,
+            verdict=judgement.verdict,
+            summary=judgement.summary,
+            canary=judgement.canary,
+            stable=judgement.stable,
+            disagreement=judgement.disagreement,
+            compared=judgement.compared,
+        )
+        self.update(
+            windows=[*self.r.windows, result][-MAX_WINDOWS_IN_STATUS:],
+            window_started_at=self.now,
+            window_baseline=self.traffic.model_dump_json(),
+        )
+        self.record(
+            AuditAction.ANALYSIS_VERDICT,
+            f"{judgement.verdict.value}: {judgement.summary}",
+            f"window-{result.started_at.isoformat()}",
+            evidence={
+                "window": result.model_dump(mode="json", by_alias=True),
+                "thresholds": analysis.model_dump(mode="json", by_alias=True, exclude_none=True),
+            },
+        )
+        if judgement.verdict == Verdict.INCONCLUSIVE:
+            self.pause(
+                f"{where} inconclusive: {judgement.summary}; `steward resume` measures again, "
+                "`steward promote` or `steward abort` decide"
+            )
+            return False
+        if judgement.verdict == Verdict.FAIL:
+            failed = self.r.failed_windows + 1
+            self.update(failed_windows=failed)
+            if failed > analysis.failure_limit:
+                self.finish(
+                    RolloutState.ROLLING_BACK, Outcome.ROLLED_BACK, f"analysis failed: {judgement.summary}"
+                )
+                return False
+            self.event(
+                "AnalysisFailed",
+                f"{judgement.summary} ({failed} of {analysis.failure_limit} failures tolerated)",
+                warning=True,
+            )
+            self.update(
+                message=f"{where}: window failed ({judgement.summary}); "
+                f"{failed}/{analysis.failure_limit} failures tolerated"
+            )
+            return False
+        passed = self.r.passed_windows + 1
+        self.update(
+            passed_windows=passed,
+            message=f"{where}: {passed}/{needed} window(s) passed ({judgement.summary})",
+        )
+        if passed >= needed:
+            self.advance_step()
+            return True
+        return False
+
+    # ------------------------------------------------------------------ the pass
+    def run(self, target: ResolvedModel) -> None:
+        r = self.r
+        if r.state not in FINISHING:
+            command = pending_command(self.md, r.handled_command)
+            if target.version != r.canary.version:
+                why = (
+                    f"the spec now names version {target.version}"
+                    if target.version != self.stable.version
+                    else f"the spec returned to stable version {target.version}"
+                )
+                self.finish(RolloutState.ROLLING_BACK, Outcome.SUPERSEDED, f"superseded: {why}")
+                return
+            if self.md.metadata.generation != r.generation:
+                self.restart()
+            if isinstance(command, RolloutCommand):
+                self.apply_command(command)
+            elif isinstance(command, str):
+                self.update(message=command)
+        if self.r.state == RolloutState.WARMING:
+            self.warm()
+        if self.r.state == RolloutState.PROGRESSING:
+            self.run_steps()
+        if self.note:
+            self.update(message=f"{self.note}; {self.r.message}")
+
+    def restart(self) -> None:
+        self.update(
+            generation=self.md.metadata.generation,
+            state=RolloutState.WARMING,
+            step_index=0,
+            step_count=len(self.steps),
+            step_started_at=self.now,
+            weight=0,
+            window_started_at=None,
+            window_baseline=None,
+            passed_windows=0,
+            failed_windows=0,
+            windows=[],
+            strategy=self.md.spec.rollout.strategy,
+            message="the spec changed mid-rollout: starting again from step 1",
+        )
+        self.record(
+            AuditAction.ROLLOUT_STARTED,
+            "the spec changed mid-rollout: starting again from step 1",
+            f"restart:generation-{self.md.metadata.generation}",
+            actor=requester(self.md),
+            evidence={
+                "steps": [s.model_dump(mode="json", by_alias=True, exclude_none=True) for s in self.steps]
+            },
+        )
+        self.event("RolloutRestarted", "the spec changed mid-rollout: starting again from step 1")
+
+    def warm(self) -> None:
+        state = self.new_version_state()
+        version = self.r.canary.version
+        if state is None or state.status in ("NOT_STARTED", "DEPLOYING"):
+            self.update(message=f"version {version} is starting; it gets no traffic until it is RUNNING")
+        elif state.status == "RUNNING":
+            self.update(
+                state=RolloutState.PROGRESSING, step_started_at=self.now, message=f"version {version} is warm"
+            )
+        elif state.status in ("DEPLOY_FAILED", "UNHEALTHY"):
+            detail = state.message or "; ".join(state.deployment_messages.values())
+            self.finish(
+                RolloutState.ROLLING_BACK,
+                Outcome.ROLLED_BACK,
+                f"version {version} failed to start ({state.status}): {detail[-500:]}",
+            )
+
+    def drained(self, plan: TrafficPlan) -> bool:
+        """The switch is in effect on every router replica and in-flight requests had time to finish."""
+        if self.r.switched_at is None:
+            self.update(switched_at=self.now)
+            return False
+        router = self.serve.router
+        applied = (
+            router_weights(self.serve) == plan.weights and router is not None and router.status == "RUNNING"
+        )
+        return applied and (self.now - self.r.switched_at).total_seconds() >= self.drain_s
+
+
+def start_rollout(
+    md: ModelDeployment, target: ResolvedModel, stable: StableVersion, now: datetime
+) -> ActiveRollout:
+    spec = md.spec.rollout
+    return ActiveRollout(
+        strategy=spec.strategy,
+        canary=_target(target),
+        from_version=stable.version,
+        state=RolloutState.WARMING,
+        message=f"starting version {target.version}; it gets no traffic until it is RUNNING",
+        started_at=now,
+        generation=md.metadata.generation,
+        step_count=len(spec.effective_steps),
+        step_started_at=now,
+        # A command written before this rollout began belongs to an earlier one.
+        handled_command=_command_id(md),
+    )
+
+
+def blocking_record(md: ModelDeployment, target: ResolvedModel) -> RolloutRecord | None:
+    """A rollout of this very version failed under this very spec: do not start it again by itself."""
+    history = md.status.rollout_history
+    last = history[-1] if history else None
+    if (
+        last is not None
+        and last.to_version == target.version
+        and last.outcome in (Outcome.ROLLED_BACK, Outcome.ABORTED)
+        and last.generation == md.metadata.generation
+    ):
+        return last
+    return None
+
+
+def decide_rollout(
+    md: ModelDeployment,
+    target: ResolvedModel,
+    stable: StableVersion,
+    serve: ServeApps,
+    traffic: TrafficStats | Problem | None,
+    now: datetime,
+    drain_s: float,
+) -> RolloutDecision:
+    """Given a stable version that serves, what the rollout does in this pass."""
+    history = list(md.status.rollout_history)
+    r = md.status.rollout
+    if r is None:
+        if target.version == stable.version:
+            return RolloutDecision(traffic_plan(md, stable, None), stable, None, history)
+        blocked = blocking_record(md, target)
+        if blocked is not None:
+            return RolloutDecision(traffic_plan(md, stable, None), stable, None, history, blocked=blocked)
+        r = start_rollout(md, target, stable, now)
+        machine = _Machine(md, r, stable, serve, traffic, now, drain_s)
+        reason = f"{r.strategy.value} rollout of version {target.version} over version {stable.version}"
+        machine.record(
+            AuditAction.ROLLOUT_STARTED,
+            reason,
+            "started",
+            actor=OPERATOR_ACTOR if md.spec.model.alias else requester(md),
+            evidence={
+                "steps": [
+                    s.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    for s in md.spec.rollout.effective_steps
+                ],
+                "analysis": md.spec.rollout.analysis.model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                ),
+                "model_uri": target.model_uri,
+                "run_id": target.run_id,
+            },
+        )
+        machine.event("RolloutStarted", reason)
+        return RolloutDecision(
+            traffic_plan(md, stable, r), stable, r, history, machine.drafts, machine.events
+        )
+
+    machine = _Machine(md, r, stable, serve, traffic, now, drain_s)
+    machine.run(target)
+    r = machine.r
+    plan = traffic_plan(md, stable, r)
+    if r.state not in FINISHING or not machine.drained(plan):
+        return RolloutDecision(plan, stable, machine.r, history, machine.drafts, machine.events)
+
+    # Drained: the losing side goes, and the rollout becomes history.
+    r = machine.r
+    outcome = r.outcome or Outcome.ROLLED_BACK
+    reason = r.outcome_reason or r.message
+    record = RolloutRecord(
+        from_version=r.from_version,
+        to_version=r.canary.version,
+        strategy=r.strategy,
+        started_at=r.started_at,
+        finished_at=now,
+        outcome=outcome,
+        reason=reason,
+        generation=r.generation,
+    )
+    evidence = {"windows": [w.model_dump(mode="json", by_alias=True) for w in r.windows]}
+    actor = r.outcome_actor or OPERATOR_ACTOR
+    if outcome == Outcome.PROMOTED:
+        new_stable = _stable_from(r.canary)
+        machine.record(AuditAction.PROMOTED, reason, "promoted", actor=actor, evidence=evidence)
+        machine.event("Promoted", f"version {r.canary.version} is stable: {reason}")
+    else:
+        new_stable = stable
+        action = {Outcome.ABORTED: AuditAction.ABORTED}.get(outcome, AuditAction.ROLLED_BACK)
+        machine.record(action, reason, "finished", actor=actor, evidence=evidence)
+        machine.event(
+            "RolledBack",
+            f"version {r.canary.version} removed, version {stable.version} serves all traffic: {reason}",
+            warning=outcome == Outcome.ROLLED_BACK,
+        )
+    history = [*history, record][-MAX_ROLLOUT_HISTORY:]
+    return RolloutDecision(
+        traffic_plan(md, new_stable, None),
+        new_stable,
+        None,
+        history,
+        machine.drafts,
+        machine.events,
+        finished=record,
+    )
