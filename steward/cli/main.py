@@ -15,6 +15,7 @@ from steward.api.crd import render_crd_yaml
 from steward.api.manifests import ManifestError, load_manifests
 from steward.cli.audit import audit, history
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail, stamped, who_and_why
+from steward.cli.rollout import abort, pause, promote, resume, rollout
 from steward.cli.tables import status_table
 from steward.dev.store import LocalStore
 
@@ -25,6 +26,9 @@ app.add_typer(dev, name="dev")
 app.add_typer(get, name="get")
 app.add_typer(audit, name="audit")
 app.command("history")(history)
+app.add_typer(rollout, name="rollout")
+for rollout_command in (promote, abort, pause, resume):
+    app.command(rollout_command.__name__)(rollout_command)
 
 
 @app.command()

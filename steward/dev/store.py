@@ -130,6 +130,22 @@ class LocalStore:
         path.unlink()
         return True
 
+    def annotate(self, namespace: str, name: str, key: str, value: str) -> bool:
+        """Add one annotation to the applied manifest, as `kubectl annotate` would; False if there is none.
+
+        The spec is written back unchanged, so the spec hash and the generation stay: the loop admits the new
+        annotations without a new generation and the operator sees them the next time it reconciles.
+        """
+        path = self.manifests / f"{_file_key(namespace, name)}.yaml"
+        try:
+            doc = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            return False
+        metadata = doc.setdefault("metadata", {})
+        metadata["annotations"] = {**(metadata.get("annotations") or {}), key: value}
+        _write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+        return True
+
     def manifest_paths(self) -> list[Path]:
         return sorted(self.manifests.glob("*.yaml")) if self.manifests.exists() else []
 
