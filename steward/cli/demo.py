@@ -14,6 +14,7 @@ from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.api.manifests import load_manifests
 from steward.cli.audit import history
 from steward.cli.common import stamped
+from steward.cli.demo_rollout import promote_and_break
 from steward.cli.tables import status_table
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
 from steward.dev.stack import STACK_FILE, Stack, StackError
@@ -107,6 +108,8 @@ def run_demo(home: Path, console: Console) -> None:
         )
     console.print(table)
     console.print(status_table(store.all()))
+
+    promote_and_break(stack, store, md.metadata.namespace, md.metadata.name, console)
     console.print("\nAudit trail (`steward history credit-risk`):")
     history(md.metadata.name, md.metadata.namespace, None, home)
     console.print(

@@ -38,7 +38,12 @@ from steward.operator.serve_config import app_name, ray_address, route_prefix
 log = logging.getLogger(__name__)
 
 MAX_BUFFERED_IN_STATUS = 100
-_MLFLOW_TAGS = {AuditAction.DEPLOYED: "deployed-at", AuditAction.DEPLOY_FAILED: "deploy-failed-at"}
+_MLFLOW_TAGS = {
+    AuditAction.DEPLOYED: "deployed-at",
+    AuditAction.DEPLOY_FAILED: "deploy-failed-at",
+    AuditAction.PROMOTED: "promoted-at",
+    AuditAction.ROLLED_BACK: "rolled-back-at",
+}
 
 EventSink = Callable[[EventType, str, str], None]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -120,6 +121,7 @@ async def cluster(
         "STEWARD_ENDPOINT_BASE": stack.serve_url,
         "RAY_AUTH_TOKEN": stack.ray_token(),
         "STEWARD_RESYNC_INTERVAL_S": "1",
+        "STEWARD_ROLLOUT_TICK_S": "1",
         "STEWARD_RETRY_MAX_DELAY_S": "2",
         "STEWARD_DELETION_TIMEOUT_S": "8",
         "STEWARD_AUDIT_DIR": str(tmp_path / "audit"),
@@ -222,12 +224,31 @@ async def test_create_serve_update_delete(
     assert app["applications"][f"{NS}-credit"]["last_deployed_time_s"] == deployed_at
 
     # kmock does not bump metadata.generation; the API server would, on every spec change.
+    # A canary that stops at an open pause: the operator's timer moves it, a person's command finishes it.
     await cluster.patch(
         "credit",
         {
             "metadata": {"generation": 2, "annotations": {"steward.io/actor": "alice@bank"}},
-            "spec": {"model": {"version": models.good_v2}},
+            "spec": {
+                "model": {"version": models.good_v2},
+                "rollout": {"steps": [{"setWeight": 50}, {"pause": {}}]},
+            },
         },
+    )
+    obj = await cluster.wait(
+        "credit",
+        lambda o: bool(o) and (o["status"].get("rollout") or {}).get("state") == "Paused",
+        "the rollout to pause at 50%",
+        180,
+    )
+    assert obj["status"]["rollout"]["weight"] == 50 and obj["status"]["phase"] == "Progressing"
+    served_by = {
+        (await served(obj["status"]["endpoint"], records[:1])).json()["model"]["version"] for _ in range(30)
+    }
+    assert served_by == {models.good_v1, models.good_v2}
+    command = {"id": "cmd-1", "command": "promote", "actor": "alice@bank", "reason": "CR-9 sign-off"}
+    await cluster.patch(
+        "credit", {"metadata": {"annotations": {"steward.io/rollout-command": json.dumps(command)}}}
     )
     obj = await cluster.wait(
         "credit",
@@ -236,35 +257,49 @@ async def test_create_serve_update_delete(
             and o["status"].get("phase") == "Ready"
             and o["status"].get("stable", {}).get("version") == models.good_v2
         ),
-        "version 2 to be Ready",
-        180,
+        "version 2 to be promoted",
+        120,
     )
+    assert [h["outcome"] for h in obj["status"]["rolloutHistory"]] == ["Promoted"]
     response = await served(obj["status"]["endpoint"], records[:3])
     assert response.json()["model"]["version"] == models.good_v2
-    deployments = (await asyncio.to_thread(ray_client.get_application, f"{NS}-credit")).replicas
-    assert f"model-v{models.good_v1}" not in deployments
+    assert await asyncio.to_thread(ray_client.get_application, f"{NS}-credit.v{models.good_v1}") is None
 
     await cluster.delete("credit")
     await cluster.wait("credit", lambda o: o is None, "the finalizer to be released", 60)
     assert await asyncio.to_thread(ray_client.get_application, f"{NS}-credit") is None
+    assert await asyncio.to_thread(ray_client.get_application, f"{NS}-credit.v{models.good_v2}") is None
 
     # Every transition left exactly one record, chained, in order, despite many resyncs in between.
     assert cluster.audit is not None
     records = cluster.audit.read(f"{NS}/credit")
-    assert [r.action.value for r in records] == ["created", "deployed", "spec-changed", "deployed", "deleted"]
-    assert (records[3].model.from_version, records[3].model.to_version) == (models.good_v1, models.good_v2)
+    assert [r.action.value for r in records] == [
+        "created",
+        "deployed",
+        "spec-changed",
+        "rollout-started",
+        "rollout-step",
+        "rollout-step",
+        "promoted",
+        "deleted",
+    ]
+    assert (records[6].model.from_version, records[6].model.to_version) == (models.good_v1, models.good_v2)
     assert records[2].actor == "alice@bank"
+    assert (records[5].actor, records[5].reason) == (
+        "alice@bank",
+        "step 2 completed by alice@bank: CR-9 sign-off",
+    )
     assert f"model.version: {models.good_v1} -> {models.good_v2}" in records[2].evidence["changes"]
     assert verify(f"{NS}/credit", records).ok
     audited: list[dict[str, Any]] = []
     for _ in range(30):  # Kopf posts Events from a queue
         audited = [e for e in await cluster.events("credit") if e["reason"] == "AuditRecorded"]
-        if len(audited) >= 5:
+        if len(audited) >= len(records):
             break
         await asyncio.sleep(0.5)
     assert [e["message"].split(" ", 1)[0].rstrip(":") for e in audited] == [r.action.value for r in records]
     tags = await asyncio.to_thread(version_tags, stack.tracking_uri, models.good_v2)
-    assert f"steward.{NS}.credit.deployed-at" in tags
+    assert f"steward.{NS}.credit.promoted-at" in tags
 
 
 async def test_unknown_version_and_model_are_reported_with_what_exists(cluster: Cluster, models: Any) -> None:
