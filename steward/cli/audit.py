@@ -119,6 +119,21 @@ def _report(result: Verification) -> None:
         )
 
 
+def _truncation(home: Path, namespace: str, name: str, records: list[AuditRecord]) -> str:
+    """A chain cut at its end still verifies; the resource's status remembers how far it went."""
+    from steward.dev.store import LocalStore
+
+    obj = LocalStore(home).get(namespace, name)
+    recorded = obj.status.audit.recorded_seq if obj is not None and obj.status.audit is not None else 0
+    last = records[-1].seq if records else 0
+    if recorded <= last:
+        return ""
+    return (
+        f"the trail ends at seq {last} but status.audit.recordedSeq is {recorded}: "
+        f"records {last + 1}..{recorded} are missing from the store (deleted or not replicated)"
+    )
+
+
 @audit.command("verify")
 def verify_command(
     name: Annotated[str | None, typer.Argument(help="ModelDeployment whose trail to check.")] = None,
@@ -134,9 +149,13 @@ def verify_command(
     store = audit_store(home)
     if name is not None:
         deployment = _deployment(name, namespace)
-        result = verify(deployment, _read(store, deployment), key)
+        records = _read(store, deployment)
+        result = verify(deployment, records, key)
         _report(result)
-        if not result.ok:
+        truncated = _truncation(home, namespace, name, records)
+        if truncated:
+            console.print(f"[bold red]BROKEN[/]  {escape(deployment)}  {escape(truncated)}")
+        if not result.ok or truncated:
             raise typer.Exit(1)
         return
     trails = store.deployments()

@@ -155,6 +155,35 @@ def test_verify_reports_a_deleted_record(home: Path) -> None:
     assert "at position 2" in result.output and "missing" in result.output
 
 
+def test_verify_finds_a_tail_cut_off_using_the_status_record_count(home: Path) -> None:
+    """Deleting the newest records leaves a chain that verifies; status remembers how many were written."""
+    from steward.api.model_deployment import ModelDeployment
+    from steward.dev.store import LocalStore
+
+    store = LocalStore(home)
+    md = ModelDeployment.model_validate(
+        {
+            "apiVersion": "steward.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "credit", "namespace": "risk"},
+            "spec": {"model": {"name": "credit-risk", "version": "4"}},
+        }
+    )
+    obj = store.admit(md, NOW)
+    store.put(
+        obj.__class__(
+            **{**obj.__dict__, "status": obj.status.model_copy(update={"audit": {"recorded_seq": 4}})}
+        )
+    )
+    assert run("audit", "verify", "credit", "-n", "risk", "--home", str(home)).exit_code == 0
+    for seq in (4, 3):
+        (home / "audit" / "risk" / "credit" / record_name(seq)).unlink()
+    result = run("audit", "verify", "credit", "-n", "risk", "--home", str(home))
+    assert result.exit_code == 1, result.output
+    assert "ends at seq 2 but status.audit.recordedSeq is 4" in result.output
+    assert "records 3..4 are missing" in result.output
+
+
 def test_verify_with_the_wrong_key_finds_bad_signatures(home: Path, tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_bytes(b"another key")
