@@ -157,7 +157,9 @@ def test_verify_reports_a_deleted_record(home: Path) -> None:
 
 def test_verify_finds_a_tail_cut_off_using_the_status_record_count(home: Path) -> None:
     """Deleting the newest records leaves a chain that verifies; status remembers how many were written."""
-    from steward.api.model_deployment import ModelDeployment
+    from dataclasses import replace
+
+    from steward.api.model_deployment import AuditTrailStatus, ModelDeployment
     from steward.dev.store import LocalStore
 
     store = LocalStore(home)
@@ -170,11 +172,7 @@ def test_verify_finds_a_tail_cut_off_using_the_status_record_count(home: Path) -
         }
     )
     obj = store.admit(md, NOW)
-    store.put(
-        obj.__class__(
-            **{**obj.__dict__, "status": obj.status.model_copy(update={"audit": {"recorded_seq": 4}})}
-        )
-    )
+    store.put(replace(obj, status=obj.status.model_copy(update={"audit": AuditTrailStatus(recorded_seq=4)})))
     assert run("audit", "verify", "credit", "-n", "risk", "--home", str(home)).exit_code == 0
     for seq in (4, 3):
         (home / "audit" / "risk" / "credit" / record_name(seq)).unlink()
