@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from builders import resolved
 from rich.console import Console
 from rich.text import Text
 from typer.testing import CliRunner
+from world import Behaviour, settled
 
 import steward.cli.rollout as rollout_cli
 from steward.api.manifests import load_manifests
@@ -25,7 +27,7 @@ from steward.api.model_deployment import ModelDeployment, ModelDeploymentStatus
 from steward.api.rollout import ROLLOUT_COMMAND_ANNOTATION, RolloutCommand, RolloutCommandKind
 from steward.cli.main import app
 from steward.cli.rollout_view import rollout_view
-from steward.cli.sources import LocalSource, SourceError
+from steward.cli.sources import DeploymentSource, LocalSource, SourceError
 from steward.dev.store import LocalStore
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -41,6 +43,7 @@ PROMOTED = {
     "reason": "every analysis window passed",
 }
 runner = CliRunner()
+S = TypeVar("S", bound=DeploymentSource)
 
 
 def window(verdict: str = "Pass", summary: str = "error rate 0.5% <= 1% over 400 requests") -> dict[str, Any]:
@@ -112,13 +115,21 @@ def status(
 
 
 def deployment(
-    st: dict[str, Any], rollout_spec: dict[str, Any] | None = None, generation: int = 1, **annotations: str
+    st: dict[str, Any],
+    rollout_spec: dict[str, Any] | None = None,
+    generation: int = 1,
+    annotations: dict[str, str] | None = None,
 ) -> ModelDeployment:
     return ModelDeployment.model_validate(
         {
             "apiVersion": "steward.io/v1alpha1",
             "kind": "ModelDeployment",
-            "metadata": {"name": NAME, "namespace": NS, "generation": generation, "annotations": annotations},
+            "metadata": {
+                "name": NAME,
+                "namespace": NS,
+                "generation": generation,
+                "annotations": annotations or {},
+            },
             "spec": {
                 "model": {"name": "credit-risk", "version": "4"},
                 "rollout": rollout_spec or {"steps": STEPS},
@@ -417,7 +428,7 @@ class ScriptedSource:
             self.frames = self.frames[: self.gets] + self.on_annotate(command, value)
 
 
-def use(monkeypatch: pytest.MonkeyPatch, source: ScriptedSource) -> ScriptedSource:
+def use(monkeypatch: pytest.MonkeyPatch, source: S) -> S:
     monkeypatch.setattr(rollout_cli, "open_source", lambda home, context, kubeconfig: source)
     return source
 
@@ -542,8 +553,10 @@ def test_watch_without_any_rollout_ever(
 def acknowledged(st: str, message: str) -> Any:
     def answer(command: RolloutCommand, value: str) -> list[ModelDeployment]:
         annotations = {ROLLOUT_COMMAND_ANNOTATION: value}
-        pending = deployment(status(active()), **annotations)
-        acted = deployment(status(active(st, message=message, handledCommand=command.id)), **annotations)
+        pending = deployment(status(active()), annotations=annotations)
+        acted = deployment(
+            status(active(st, message=message, handledCommand=command.id)), annotations=annotations
+        )
         return [pending, pending, acted]
 
     return answer
@@ -587,7 +600,9 @@ def test_an_abort_that_ends_the_rollout_prints_the_history_entry(
 ) -> None:
     def ended(command: RolloutCommand, value: str) -> list[ModelDeployment]:
         return [
-            deployment(status(None, [PROMOTED, record("Aborted")]), **{ROLLOUT_COMMAND_ANNOTATION: value})
+            deployment(
+                status(None, [PROMOTED, record("Aborted")]), annotations={ROLLOUT_COMMAND_ANNOTATION: value}
+            )
         ]
 
     use(monkeypatch, ScriptedSource([deployment(status(active()))], on_annotate=ended))
@@ -602,7 +617,7 @@ def test_a_command_replaced_before_the_operator_acted_fails(
     other = RolloutCommand(id="bob1", command=RolloutCommandKind.ABORT, actor="bob").model_dump_json()
 
     def replaced(command: RolloutCommand, value: str) -> list[ModelDeployment]:
-        return [deployment(status(active()), **{ROLLOUT_COMMAND_ANNOTATION: other})]
+        return [deployment(status(active()), annotations={ROLLOUT_COMMAND_ANNOTATION: other})]
 
     use(monkeypatch, ScriptedSource([deployment(status(active()))], on_annotate=replaced))
     result = run(tmp_path, "promote", NAME)
@@ -615,7 +630,8 @@ def test_replacing_a_pending_command_warns(
 ) -> None:
     pending = RolloutCommand(id="bob1", command=RolloutCommandKind.PAUSE, actor="bob").model_dump_json()
     source = use(
-        monkeypatch, ScriptedSource([deployment(status(active()), **{ROLLOUT_COMMAND_ANNOTATION: pending})])
+        monkeypatch,
+        ScriptedSource([deployment(status(active()), annotations={ROLLOUT_COMMAND_ANNOTATION: pending})]),
     )
     result = run(tmp_path, "promote", NAME, "--no-wait")
     assert result.exit_code == 0
@@ -681,3 +697,52 @@ def test_watch_on_a_terminal_redraws_the_full_view(clock: FakeClock) -> None:
     shown = screen.getvalue()
     assert "▶ 2. analysis (1/2 windows passed)" in shown  # the live view, not a log line
     assert "rollout 3 -> 4 RolledBack" in Text.from_ansi(shown).plain
+
+
+# ------------------------------------------------------------------------ against the real state machine
+
+
+class WorldSource:
+    """The operator's own decide(), one pass per read, in the pretend world of tests/unit/world.py."""
+
+    where = "a pretend world"
+
+    def __init__(self, behaviour: Behaviour | None = None) -> None:
+        self.world = settled()
+        self.world.change_spec({"model": {"name": "credit-risk", "version": "4"}}, resolved("4"))
+        if behaviour is not None:
+            self.world.behaviour["4"] = behaviour
+        self.world.until(lambda w: w.rollout is not None and w.rollout.weight == 10)
+
+    def get(self, namespace: str, name: str) -> ModelDeployment | None:
+        self.world.step()
+        return self.world.resource
+
+    def annotate(self, namespace: str, name: str, key: str, value: str) -> None:
+        self.world.annotate(key, value)
+
+
+def test_pause_resume_and_watch_drive_the_operator_to_promotion(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, WorldSource())
+    result = run(tmp_path, "pause", NAME, "--reason", "CR-1")
+    assert result.exit_code == 0, result.output
+    assert "the rollout is Paused: paused by alice: CR-1" in result.output
+    result = run(tmp_path, "resume", NAME)
+    assert "the operator handled it; the rollout is Progressing" in flat(result)
+    result = run(tmp_path, "resume", NAME)
+    assert "resume by alice ignored: the rollout is not paused" in flat(result)
+    result = watch(tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "rollout 3 -> 4 Promoted" in result.output
+
+
+def test_watch_exits_3_when_the_operator_rolls_a_failing_canary_back(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, WorldSource(Behaviour(error_share=0.2)))
+    result = watch(tmp_path)
+    assert result.exit_code == 3
+    assert "RollingBack, weight 0%: analysis failed: error rate 25%" in result.output
+    assert "rollout 3 -> 4 RolledBack" in result.output
