@@ -3,14 +3,21 @@
 Applicants are synthetic (seeded), so every machine trains the same model. `gender` and `age_band` are kept
 in the data for the fairness monitors but are not model inputs; MLflow's signature enforcement drops them
 when a request carries them.
+
+`register_faulty` registers the same model behind a wrapper that fails on a fixed share of rows and/or answers
+slowly: a bad canary on demand, for the router's tests and the rollback demo.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 FEATURES = ["income", "debt_ratio", "credit_history_months", "late_payments", "loan_amount"]
 SENSITIVE = ["gender", "age_band"]
@@ -75,6 +82,93 @@ def register(tracking_uri: str, model_name: str, n: int = 4000, seed: int = 7) -
             registered_model_name=model_name,
             # Named, not inferred: inference exports the whole project environment, slowly.
             pip_requirements=[f"scikit-learn=={sklearn.__version__}", "pandas<3"],
+        )
+    version = info.registered_model_version
+    if version is None:
+        raise RuntimeError(f"MLflow did not register a version of {model_name}")
+    return str(version)
+
+
+def fails_on(row: Iterable[float], error_share: float) -> bool:
+    """Whether the faulty model raises on this row of FEATURES values.
+
+    A hash of the values, not a random draw: the same request fails on every replica and every retry, and a
+    test can count the failures it should see.
+    """
+    text = ",".join(repr(float(v)) for v in row)
+    draw = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % 10_000
+    return draw < round(error_share * 10_000)
+
+
+class FaultyCreditModel(PythonModel):
+    """The credit model with injected faults.
+
+    Defined at module level so that MLflow pickles a reference to this class, which replicas import from the
+    installed package, rather than the class body.
+    """
+
+    def __init__(self, model: Any, error_share: float = 0.0, delay_ms: float = 0.0) -> None:
+        if not 0.0 <= error_share <= 1.0:
+            raise ValueError(f"error_share must be within [0, 1], got {error_share}")
+        if delay_ms < 0:
+            raise ValueError(f"delay_ms must not be negative, got {delay_ms}")
+        self.model = model
+        self.error_share = error_share
+        self.delay_ms = delay_ms
+
+    # The DataFrame annotation tells MLflow not to validate by type hint: the logged signature does that.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        if self.delay_ms:
+            time.sleep(self.delay_ms / 1000)
+        features = model_input[FEATURES].astype("float64")
+        failing = [
+            i for i, row in enumerate(features.itertuples(index=False)) if fails_on(row, self.error_share)
+        ]
+        if failing:
+            raise RuntimeError(
+                f"injected fault on {len(failing)} of {len(features)} row(s), first at {failing[0]}"
+            )
+        return self.model.predict(features)
+
+
+def faulty_model(
+    n: int = 4000, seed: int = 7, *, error_share: float = 0.0, delay_ms: float = 0.0
+) -> tuple[FaultyCreditModel, Any]:
+    """The wrapped model and its signature (the plain model's), trained as `register` trains."""
+    from mlflow.models import infer_signature
+
+    data = applicants(n, seed)
+    model = train(data)
+    inputs = data[FEATURES].astype("float64")
+    return FaultyCreditModel(model, error_share, delay_ms), infer_signature(inputs, model.predict(inputs))
+
+
+def register_faulty(
+    tracking_uri: str,
+    model_name: str,
+    *,
+    error_share: float = 0.0,
+    delay_ms: float = 0.0,
+    n: int = 4000,
+    seed: int = 7,
+) -> str:
+    """Register a new version of `model_name` that raises on `error_share` of its rows (deterministically)
+    and sleeps `delay_ms` per call; returns the version."""
+    import mlflow
+    import sklearn
+
+    wrapped, signature = faulty_model(n, seed, error_share=error_share, delay_ms=delay_ms)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(f"{model_name}-training")
+    with mlflow.start_run(run_name=f"{model_name}-seed{seed}-faulty"):
+        mlflow.log_params({"n": n, "seed": seed, "error_share": error_share, "delay_ms": delay_ms})
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=wrapped,
+            signature=signature,
+            # No input example: MLflow would score it while logging, and it may be a failing row.
+            registered_model_name=model_name,
+            pip_requirements=["mlflow", f"scikit-learn=={sklearn.__version__}", "pandas<3"],
         )
     version = info.registered_model_version
     if version is None:

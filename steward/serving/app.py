@@ -1,13 +1,21 @@
-"""The Ray Serve application of one ModelDeployment: an ingress router and one deployment per model version.
+"""The Ray Serve applications of one ModelDeployment: a router application and one application per version.
 
-The router owns the HTTP surface (JSON parsing, error bodies, version choice); model replicas own loading and
-scoring. Weights live in the router's `user_config`, so moving traffic reconfigures it in place.
+The router owns the HTTP surface (JSON parsing, error bodies, version choice, shadowing, measurements); model
+replicas own loading and scoring. Weights, shadowing and stickiness live in the router's `user_config`, so
+moving traffic reconfigures the router in place and never touches a model replica (see steward.api.serve_app
+for why each version is an application of its own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ray import serve
@@ -16,10 +24,35 @@ from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from steward.api.serve_app import AppArgs, RouterConfig, version_deployment_name
+from steward.api.serve_app import (
+    SHADOW_PATH,
+    STATS_PATH,
+    RouterArgs,
+    RouterConfig,
+    ShadowLog,
+    ShadowPair,
+    VersionArgs,
+    version_deployment_name,
+)
 from steward.serving.scoring import Answer, ErrorCode, error, parse_json_body, score
+from steward.serving.traffic import Counts, answers_agree, choose_version, should_shadow, sticky_key
 
 log = logging.getLogger(__name__)
+
+VERSION_HEADER = "X-Model-Version"
+# Often enough that an analysis window of tens of seconds sees fresh figures; rare enough to cost nothing.
+# Shorter than the drain of a stopping replica (at least graceful_shutdown_wait_loop_s, 2 s by default, in
+# ray/serve/_private/replica.py, _drain_ongoing_requests), so its last figures still reach the recorder; an
+# `async def __del__` would too, but Python's own garbage collection calls it and drops the coroutine.
+FLUSH_INTERVAL_S = 1.0
+# A recorder that does not answer must not hold a stats read (or the flush loop) forever.
+RECORDER_TIMEOUT_S = 10.0
+PAIR_LOG_SIZE = 500
+DEFAULT_PAIR_LIMIT = 100
+# A slow or stuck challenger must not pile up mirrored calls (each holding its payload) without bound. At 64,
+# a burst of 100 requests to a challenger still warming up already lost mirrors on two cores.
+MAX_SHADOW_IN_FLIGHT = 256
+SHADOW_TIMEOUT_S = 30.0
 
 
 @serve.deployment
@@ -43,54 +76,309 @@ class ModelVersion:
             raise RuntimeError("model not loaded")
 
 
+@serve.deployment(num_replicas=1)
+class Recorder:
+    """Sums the measurements of every router replica, so that there is one set of figures to read."""
+
+    def __init__(self) -> None:
+        self.recorder_id = str(uuid.uuid4())
+        self.totals = Counts()
+        self.pairs: deque[ShadowPair] = deque(maxlen=PAIR_LOG_SIZE)
+
+    def record(self, delta: Counts, pairs: list[ShadowPair]) -> None:
+        self.totals.add(delta)
+        self.pairs.extend(pairs)
+
+    def stats(self) -> dict[str, Any]:
+        return self.totals.to_stats(self.recorder_id).model_dump(mode="json")
+
+    def shadow_log(self, limit: int) -> dict[str, Any]:
+        recent = list(self.pairs)[-limit:] if limit > 0 else []
+        return ShadowLog(recorder_id=self.recorder_id, pairs=recent).model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class _Routing:
+    """One config and its handles, swapped as a whole so that a request never sees half of a change."""
+
+    config: RouterConfig
+    handles: Mapping[str, DeploymentHandle[Any]]
+
+
+def _respond(answer: Answer, version: str | None = None) -> JSONResponse:
+    headers = {VERSION_HEADER: version} if version is not None else None
+    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
+
+
+def relative_path(scope: Mapping[str, Any]) -> str:
+    """The path below the route prefix. Ray's proxy keeps the full path in `path` and appends the route
+    prefix to `root_path` (ray/serve/_private/proxy.py, `set_root_path(root_path + route_prefix)`)."""
+    path = str(scope.get("path") or "/")
+    root = str(scope.get("root_path") or "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path or "/"
+
+
 @serve.deployment
 class Router:
-    def __init__(self, deployment: str, model_name: str, versions: dict[str, DeploymentHandle[Any]]) -> None:
+    def __init__(self, deployment: str, model_name: str, recorder: DeploymentHandle[Any]) -> None:
         self.deployment = deployment
         self.model_name = model_name
-        self.versions = versions
-        self.weights: dict[str, int] = {}
+        self._recorder = recorder
+        self._routing = _Routing(RouterConfig(versions={}, weights={}), {})
+        self._pending = Counts()
+        self._pending_pairs: list[ShadowPair] = []
+        self._flush_lock = asyncio.Lock()
+        self._flusher: asyncio.Task[None] | None = None
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
+        self._shadow_saturated = False
+
+    # ------------------------------------------------------------------------------------------ config
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         config = RouterConfig.model_validate(user_config)
-        unknown = set(config.weights) - set(self.versions)
-        if unknown:
-            raise ValueError(f"weights name versions this application does not serve: {sorted(unknown)}")
-        self.weights = {v: w for v, w in config.weights.items() if w > 0}
+        handles = {
+            version: serve.get_deployment_handle(
+                version_deployment_name(version),
+                app_name=app,
+                # The operator deploys the router and a new version's application in one PUT, and Ray may
+                # build the router first: with the default check, get_handle() asks the controller whether
+                # the deployment exists yet (ray/serve/_private/client.py, get_handle) and raises KeyError,
+                # failing the router's update. Unchecked, the handle counts as available until the controller
+                # says otherwise (`_deployment_available = True`, serve/_private/router.py), so a call queues
+                # until the version has replicas; the operator gives a version weight only once it runs.
+                _check_exists=False,
+            )
+            for version, app in config.versions.items()
+        }
+        self._routing = _Routing(config, handles)
 
-    def choose_version(self) -> str | None:
-        if not self.weights:
-            return None
-        versions = list(self.weights)
-        return random.choices(versions, weights=[self.weights[v] for v in versions])[0]
+    # ---------------------------------------------------------------------------------------- requests
 
     async def __call__(self, request: Request) -> JSONResponse:
+        self._start_flushing()
         if request.method == "GET":
-            return JSONResponse(
-                {"deployment": self.deployment, "model": self.model_name, "weights": self.weights}
-            )
+            return await self._get(relative_path(request.scope), request.query_params.get("limit"))
         if request.method != "POST":
-            answer = error(ErrorCode.METHOD_NOT_ALLOWED, "use POST with a JSON body to predict")
-            return JSONResponse(answer.body, status_code=answer.status)
+            return _respond(error(ErrorCode.METHOD_NOT_ALLOWED, "use POST with a JSON body to predict"))
         payload = parse_json_body(await request.body())
         if isinstance(payload, Answer):
-            return JSONResponse(payload.body, status_code=payload.status)
-        version = self.choose_version()
+            return _respond(payload)
+        return await self._predict(payload, request.headers)
+
+    async def _predict(self, payload: dict[str, Any], headers: Mapping[str, str]) -> JSONResponse:
+        routing = self._routing
+        config = routing.config
+        at = time.time()
+        key = sticky_key(config.stickiness, headers, payload)
+        version = choose_version(config.weights, key, random.random())
         if version is None:
-            answer = error(ErrorCode.NO_VERSION, "no model version currently receives traffic")
-        else:
-            answer = await self.versions[version].predict.remote(payload)
-        return JSONResponse(answer.body, status_code=answer.status)
+            return _respond(error(ErrorCode.NO_VERSION, "no model version currently receives traffic"))
+        primary: asyncio.Future[tuple[Answer, float] | None] = asyncio.get_running_loop().create_future()
+        if config.shadow is not None and should_shadow(config.shadow, version, random.random()):
+            self._mirror(routing, config.shadow.version, version, payload, primary, key, at)
+        started = time.perf_counter()
+        try:
+            answer = await self._call_version(routing, version, payload)
+            latency_ms = (time.perf_counter() - started) * 1000
+            self._pending.observe(version, answer.status, latency_ms)
+            primary.set_result((answer, latency_ms))
+        finally:
+            # The caller may go away mid-call (cancellation): the mirrored call must not wait for it.
+            if not primary.done():
+                primary.set_result(None)
+        return _respond(answer, version)
 
+    async def _call_version(self, routing: _Routing, version: str, payload: dict[str, Any]) -> Answer:
+        try:
+            answer: Answer = await routing.handles[version].predict.remote(payload)
+        except Exception as exc:  # noqa: BLE001 - a dead replica or a removed application: the caller gets a 503
+            log.warning("model version %s could not answer: %s: %s", version, type(exc).__name__, exc)
+            return error(
+                ErrorCode.VERSION_UNAVAILABLE,
+                f"model version {version} of {self.deployment} could not answer; retry shortly",
+                f"{type(exc).__name__}: {exc}",
+            )
+        return answer
 
-def build_app(args: dict[str, Any]) -> Application:
-    """Entry point named by the Serve config's `import_path`."""
-    parsed = AppArgs.model_validate(args)
-    handles = {
-        v.version: ModelVersion.options(name=version_deployment_name(v.version)).bind(  # type: ignore[attr-defined]
-            parsed.model_name, v.version, v.model_uri
+    # ---------------------------------------------------------------------------------------- shadowing
+
+    def _mirror(
+        self,
+        routing: _Routing,
+        shadow_version: str,
+        primary_version: str,
+        payload: dict[str, Any],
+        primary: asyncio.Future[tuple[Answer, float] | None],
+        key: str | None,
+        at: float,
+    ) -> None:
+        if len(self._shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
+            if not self._shadow_saturated:
+                log.warning(
+                    "%d mirrored calls in flight: not mirroring until some finish", MAX_SHADOW_IN_FLIGHT
+                )
+            self._shadow_saturated = True
+            return
+        self._shadow_saturated = False
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(routing, shadow_version, primary_version, payload, primary, key, at)
         )
-        for v in parsed.versions
-    }
-    app: Application = Router.bind(parsed.deployment, parsed.model_name, handles)  # type: ignore[attr-defined]
+        # The loop keeps only weak references to tasks: hold each until it is done.
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(
+        self,
+        routing: _Routing,
+        shadow_version: str,
+        primary_version: str,
+        payload: dict[str, Any],
+        primary: asyncio.Future[tuple[Answer, float] | None],
+        key: str | None,
+        at: float,
+    ) -> None:
+        try:
+            started = time.perf_counter()
+            try:
+                answer = await asyncio.wait_for(
+                    self._call_version(routing, shadow_version, payload), SHADOW_TIMEOUT_S
+                )
+            except TimeoutError:
+                answer = error(
+                    ErrorCode.VERSION_UNAVAILABLE, f"model version {shadow_version} did not answer in time"
+                )
+            shadow_ms = (time.perf_counter() - started) * 1000
+            self._pending.observe(shadow_version, answer.status, shadow_ms, shadow=True)
+            outcome = await primary
+            if outcome is None or outcome[0].status != 200:
+                # The caller got no prediction to compare with: counted as shadow traffic, not as a pair.
+                return
+            returned, primary_ms = outcome
+            agree = answers_agree(returned.status, returned.body, answer.status, answer.body)
+            self._pending.compare(shadow_version, agree)
+            self._pending_pairs.append(
+                ShadowPair(
+                    at=at,
+                    primary_version=primary_version,
+                    shadow_version=shadow_version,
+                    agree=agree,
+                    primary=returned.body.get("predictions"),
+                    shadow=answer.body.get("predictions") if answer.status == 200 else answer.body,
+                    primary_ms=primary_ms,
+                    shadow_ms=shadow_ms,
+                    shadow_status=answer.status,
+                    sticky_key=key,
+                )
+            )
+            del self._pending_pairs[:-PAIR_LOG_SIZE]
+        except Exception:
+            # Measurement only: whatever goes wrong here has already missed the caller's answer.
+            log.exception("recording a mirrored call to version %s failed", shadow_version)
+
+    # ------------------------------------------------------------------------------------- measurements
+
+    def _start_flushing(self) -> None:
+        # Started here, not in __init__: the replica's event loop is only known to be running inside a call.
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL_S)
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Send the pending delta to the recorder; on failure keep it for the next try. Never raises.
+
+        The lock makes a stats read wait for a flush under way, so that it sees this replica's figures.
+        """
+        async with self._flush_lock:
+            if self._pending.is_empty() and not self._pending_pairs:
+                return
+            delta, pairs = self._pending, self._pending_pairs
+            self._pending, self._pending_pairs = Counts(), []
+            try:
+                await asyncio.wait_for(self._recorder.record.remote(delta, pairs), RECORDER_TIMEOUT_S)
+            except Exception as exc:  # noqa: BLE001 - measurements must never fail a request
+                # Kept rather than dropped: a recorder that timed out after all may count it twice, which
+                # skews a window less than losing every figure of a recorder restart would.
+                log.warning("could not reach the recorder, keeping the figures for the next flush: %s", exc)
+                delta.add(self._pending)
+                self._pending = delta
+                self._pending_pairs = (pairs + self._pending_pairs)[-PAIR_LOG_SIZE:]
+
+    # --------------------------------------------------------------------------------------------- reads
+
+    async def _get(self, path: str, limit_text: str | None) -> JSONResponse:
+        if path == STATS_PATH:
+            return await self._read("stats")
+        if path == SHADOW_PATH:
+            limit = _parse_limit(limit_text)
+            if isinstance(limit, Answer):
+                return _respond(limit)
+            return await self._read("shadow_log", limit)
+        if path.startswith("/-/"):
+            return _respond(
+                error(ErrorCode.NOT_FOUND, f"no such path: {path}", {"paths": [STATS_PATH, SHADOW_PATH]})
+            )
+        config = self._routing.config
+        return JSONResponse(
+            {
+                "deployment": self.deployment,
+                "model": self.model_name,
+                "versions": sorted(config.versions),
+                "weights": config.weights,
+                "shadow": None if config.shadow is None else config.shadow.model_dump(mode="json"),
+                "stickiness": (
+                    None
+                    if config.stickiness is None
+                    else config.stickiness.model_dump(mode="json", by_alias=True, exclude_none=True)
+                ),
+            }
+        )
+
+    async def _read(self, method: str, *args: Any) -> JSONResponse:
+        # This replica's own figures first, so that a read right after a request sees it.
+        await self._flush()
+        try:
+            body: dict[str, Any] = await asyncio.wait_for(
+                getattr(self._recorder, method).remote(*args), RECORDER_TIMEOUT_S
+            )
+        except Exception as exc:  # noqa: BLE001 - the recorder may be restarting; say so, do not crash
+            log.warning("the recorder could not answer: %s", exc)
+            return _respond(
+                error(ErrorCode.STATS_UNAVAILABLE, "traffic figures are unavailable; retry shortly", str(exc))
+            )
+        return JSONResponse(body)
+
+
+def _parse_limit(text: str | None) -> int | Answer:
+    if text is None:
+        return DEFAULT_PAIR_LIMIT
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = -1
+    if not 1 <= limit <= PAIR_LOG_SIZE:
+        return error(
+            ErrorCode.INVALID_QUERY, f"limit must be an integer from 1 to {PAIR_LOG_SIZE}, got {text!r}"
+        )
+    return limit
+
+
+def build_version(args: dict[str, Any]) -> Application:
+    """Entry point of a version application (`VERSION_IMPORT_PATH`)."""
+    parsed = VersionArgs.model_validate(args)
+    deployment = ModelVersion.options(name=version_deployment_name(parsed.version))  # type: ignore[attr-defined]
+    app: Application = deployment.bind(parsed.model_name, parsed.version, parsed.model_uri)
+    return app
+
+
+def build_router(args: dict[str, Any]) -> Application:
+    """Entry point of a router application (`ROUTER_IMPORT_PATH`)."""
+    parsed = RouterArgs.model_validate(args)
+    recorder = Recorder.bind()  # type: ignore[attr-defined]
+    app: Application = Router.bind(parsed.deployment, parsed.model_name, recorder)  # type: ignore[attr-defined]
     return app

@@ -1,0 +1,251 @@
+"""The Router deployment's own code, run without Ray: fake handles stand in for the versions and the recorder.
+
+What only shows with control over timing and failures: a failing recorder never fails a request and loses no
+figures, a shadow answer never holds up the caller, a dead version answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from steward.api.serve_app import ShadowConfig, ShadowLog, ShadowPair, TrafficStats
+from steward.serving import app as serving_app
+from steward.serving.app import Recorder, Router, relative_path
+from steward.serving.scoring import Answer
+from steward.serving.traffic import Counts
+
+RouterClass: Any = Router.func_or_class  # the plain class under the @serve.deployment wrapper
+RecorderClass: Any = Recorder.func_or_class
+ROUTE = "/ns/scorer"
+RECORD = {"dataframe_records": [{"income": 1.0}]}
+
+
+class _Method:
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def remote(self, *args: Any) -> Any:
+        return self._call(*args)
+
+
+class FakeVersion:
+    """Answers like a ModelVersion replica; can fail, or wait for a gate before answering."""
+
+    def __init__(self, version: str, prediction: int = 0) -> None:
+        self.version = version
+        self.prediction = prediction
+        self.error: Exception | None = None
+        self.gate: asyncio.Event | None = None
+        self.calls = 0
+        self.predict = _Method(self._predict)
+
+    async def _predict(self, payload: dict[str, Any]) -> Answer:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.error is not None:
+            raise self.error
+        return Answer(200, {"predictions": [self.prediction], "model": {"version": self.version}})
+
+
+class FakeRecorder:
+    """The real Recorder's logic behind handle-shaped methods that can be made to fail."""
+
+    def __init__(self) -> None:
+        self.inner = RecorderClass()
+        self.down = False
+        self.record = _Method(self._guard(self.inner.record))
+        self.stats = _Method(self._guard(self.inner.stats))
+        self.shadow_log = _Method(self._guard(self.inner.shadow_log))
+
+    def _guard(self, method: Any) -> Any:
+        async def call(*args: Any) -> Any:
+            if self.down:
+                raise ConnectionError("recorder replica is restarting")
+            return method(*args)
+
+        return call
+
+
+@pytest.fixture
+def versions(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeVersion]:
+    fakes = {"1": FakeVersion("1", prediction=0), "2": FakeVersion("2", prediction=1)}
+    by_app = {f"ns-scorer.v{v}": fake for v, fake in fakes.items()}
+
+    def get_deployment_handle(name: str, app_name: str, _check_exists: bool = True) -> FakeVersion:
+        assert not _check_exists, "a version application may still be deploying when the router reconfigures"
+        assert name == f"model-v{by_app[app_name].version}"
+        return by_app[app_name]
+
+    monkeypatch.setattr(serving_app.serve, "get_deployment_handle", get_deployment_handle)
+    return fakes
+
+
+def make_router(recorder: FakeRecorder, weights: dict[str, int], shadow: ShadowConfig | None = None) -> Any:
+    router = RouterClass("ns/scorer", "scorer", recorder)
+    router.reconfigure(
+        {
+            "versions": {"1": "ns-scorer.v1", "2": "ns-scorer.v2"},
+            "weights": weights,
+            **({"shadow": shadow.model_dump()} if shadow else {}),
+        }
+    )
+    return router
+
+
+def request(method: str, path: str = ROUTE, body: Any = None, query: str = "") -> Request:
+    raw = b"" if body is None else json.dumps(body).encode()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "root_path": ROUTE,
+        "query_string": query.encode(),
+        "headers": [(b"content-type", b"application/json")],
+    }
+    return Request(scope, receive)
+
+
+async def call(router: Any, req: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
+    response = await router(req)
+    return response.status_code, json.loads(response.body), dict(response.headers)
+
+
+async def stats(router: Any) -> TrafficStats:
+    status, body, _ = await call(router, request("GET", f"{ROUTE}/-/stats"))
+    assert status == 200, body
+    return TrafficStats.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "expected"),
+    [
+        ("/ns/scorer/-/stats", "/ns/scorer", "/-/stats"),
+        ("/ns/scorer", "/ns/scorer", "/"),
+        ("/ns/scorer/", "/ns/scorer", "/"),
+        ("/-/stats", "", "/-/stats"),
+        ("/base/ns/scorer/-/shadow", "/base/ns/scorer", "/-/shadow"),
+    ],
+)
+def test_relative_path_strips_the_route_prefix(path, root_path, expected):
+    assert relative_path({"path": path, "root_path": root_path}) == expected
+
+
+async def test_answers_carry_the_version_and_are_counted(versions):
+    router = make_router(FakeRecorder(), {"1": 0, "2": 100})
+    status, body, headers = await call(router, request("POST", body=RECORD))
+    assert (status, body["predictions"], headers["x-model-version"]) == (200, [1], "2")
+    figures = await stats(router)
+    assert (figures.live["2"].requests, set(figures.live)) == (1, {"2"})
+
+
+async def test_a_version_that_cannot_answer_gets_a_503_and_an_error_count(versions):
+    versions["1"].error = RuntimeError("actor died")
+    router = make_router(FakeRecorder(), {"1": 100})
+    status, body, headers = await call(router, request("POST", body=RECORD))
+    assert (status, body["error"]["code"], headers["x-model-version"]) == (503, "VERSION_UNAVAILABLE", "1")
+    assert "actor died" in body["error"]["details"]
+    figures = await stats(router)
+    assert (figures.live["1"].requests, figures.live["1"].errors) == (1, 1)
+
+
+async def test_no_weight_anywhere_is_a_503_no_version(versions):
+    router = make_router(FakeRecorder(), {"1": 0, "2": 0})
+    status, body, _ = await call(router, request("POST", body=RECORD))
+    assert (status, body["error"]["code"]) == (503, "NO_VERSION")
+
+
+async def test_a_failing_recorder_fails_no_request_and_loses_no_figures(versions):
+    recorder = FakeRecorder()
+    router = make_router(recorder, {"1": 100})
+    recorder.down = True
+    answers = [await call(router, request("POST", body=RECORD)) for _ in range(3)]
+    assert [a[0] for a in answers] == [200, 200, 200]
+    status, body, _ = await call(router, request("GET", f"{ROUTE}/-/stats"))
+    assert (status, body["error"]["code"]) == (503, "STATS_UNAVAILABLE")
+
+    recorder.down = False
+    await call(router, request("POST", body=RECORD))
+    assert (await stats(router)).live["1"].requests == 4
+
+
+async def test_a_shadow_answer_never_holds_up_the_caller(versions):
+    recorder = FakeRecorder()
+    router = make_router(recorder, {"1": 100}, ShadowConfig(version="2", percent=100))
+    versions["2"].gate = asyncio.Event()
+
+    status, body, headers = await asyncio.wait_for(call(router, request("POST", body=RECORD)), 1.0)
+    assert (status, body["predictions"], headers["x-model-version"]) == (200, [0], "1")
+    assert versions["2"].calls == 1
+    assert (await stats(router)).shadow == {}
+
+    versions["2"].gate.set()
+    await asyncio.sleep(0.05)
+    figures = await stats(router)
+    assert figures.shadow["2"].requests == 1
+    assert (figures.pairs["2"].compared, figures.pairs["2"].disagreed) == (1, 1)
+    _, log_body, _ = await call(router, request("GET", f"{ROUTE}/-/shadow", query="limit=5"))
+    [pair] = ShadowLog.model_validate(log_body).pairs
+    assert (pair.primary, pair.shadow, pair.agree, pair.shadow_status) == ([0], [1], False, 200)
+
+
+async def test_a_failing_shadow_is_recorded_as_a_disagreeing_error(versions):
+    versions["2"].error = RuntimeError("replica gone")
+    router = make_router(FakeRecorder(), {"1": 100}, ShadowConfig(version="2", percent=100))
+    status, _, _ = await call(router, request("POST", body=RECORD))
+    assert status == 200
+    await asyncio.sleep(0.05)
+    figures = await stats(router)
+    assert (figures.shadow["2"].errors, figures.pairs["2"].disagreed) == (1, 1)
+    assert "2" not in figures.live
+
+
+async def test_reads_of_the_metadata(versions):
+    router = make_router(FakeRecorder(), {"1": 70, "2": 30}, ShadowConfig(version="2", percent=10))
+    status, body, _ = await call(router, request("GET"))
+    assert status == 200
+    assert body == {
+        "deployment": "ns/scorer",
+        "model": "scorer",
+        "versions": ["1", "2"],
+        "weights": {"1": 70, "2": 30},
+        "shadow": {"version": "2", "percent": 10},
+        "stickiness": None,
+    }
+
+
+def test_a_config_naming_an_unserved_version_is_refused(versions):
+    router = RouterClass("ns/scorer", "scorer", FakeRecorder())
+    with pytest.raises(ValueError, match="does not serve"):
+        router.reconfigure({"versions": {"1": "ns-scorer.v1"}, "weights": {"1": 50, "7": 50}})
+
+
+def test_the_recorder_keeps_the_last_pairs_only():
+    recorder = RecorderClass()
+    router_pairs = [
+        {
+            "at": float(i),
+            "primary_version": "1",
+            "shadow_version": "2",
+            "agree": True,
+            "primary": [0],
+            "shadow": [0],
+            "primary_ms": 1.0,
+            "shadow_ms": 1.0,
+            "shadow_status": 200,
+        }
+        for i in range(serving_app.PAIR_LOG_SIZE + 20)
+    ]
+    recorder.record(Counts(), [ShadowPair.model_validate(p) for p in router_pairs])
+    log = ShadowLog.model_validate(recorder.shadow_log(3))
+    assert [p.at for p in log.pairs] == [float(serving_app.PAIR_LOG_SIZE + 17 + i) for i in range(3)]
+    assert len(ShadowLog.model_validate(recorder.shadow_log(10_000)).pairs) == serving_app.PAIR_LOG_SIZE
