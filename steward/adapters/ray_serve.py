@@ -178,6 +178,8 @@ def _declared_apps(instance: dict[str, Any], skip: set[str]) -> list[dict[str, A
         if app_name in skip:
             continue
         config = raw.get("deployed_app_config")
+        if config is None and raw.get("status") == "DELETING":
+            continue  # on its way out (Ray drops its config first): leaving it out of the list is the same
         if config is None:
             raise AdapterError(
                 f"application {app_name!r} on this Ray cluster was deployed imperatively (serve.run), "

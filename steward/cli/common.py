@@ -27,7 +27,8 @@ Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of 
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}")
+    # No hard wrapping: an error line must survive copy-paste and grep (paths are long).
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -103,14 +103,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
     address = ray_address(md, config)
 
     if isinstance(obs.serve, ServeApps):
-        router = obs.serve.router
-        serve_app = (
-            None
-            if router is None
-            else ServeApplicationStatus(
-                name=app_name(md), status=router.status, message=_serve_message(router)
-            )
-        )
+        serve_app = _serve_summary(app_name(md), obs.serve)
 
     drafts = spec_drafts(md)
     if isinstance(obs.model, ResolvedModel):
@@ -169,6 +162,15 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         retry_reason=retry_reason,
         requeue_after_s=config.rollout_tick_s if rollout is not None else None,
     )
+
+
+def _serve_summary(name: str, serve: ServeApps) -> ServeApplicationStatus | None:
+    """The router's and every version's applications as one: the worst status, and what Ray says about it."""
+    if serve.empty:
+        return None
+    states = [serve.router, *serve.versions.values()]
+    messages = [_serve_message(s) for s in states if s is not None and _serve_message(s)]
+    return ServeApplicationStatus(name=name, status=_combined(states), message="; ".join(messages)[-2000:])
 
 
 def _in_sync(serve: ServeApps, desired: list[dict[str, Any]], router_app: str) -> bool:

@@ -7,6 +7,7 @@ operator start (resume), and re-observes on a timer so that status follows Ray a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from steward.api.model_deployment import GROUP, PLURAL, VERSION
+from steward.api.model_deployment import GROUP, PLURAL, VERSION, ModelDeployment, ModelDeploymentStatus
 from steward.operator.actions import EventType
 from steward.operator.config import config_from_env
 from steward.operator.core import Decision, retry_delay_s
@@ -26,6 +27,13 @@ CONFIG = config_from_env()
 _reconciler: Reconciler | None = None
 # uid -> monotonic time of the next timer pass: soon while a rollout runs, else the resync interval.
 _next_pass: dict[str, float] = {}
+# uid -> (when, status) of the last status this process wrote. A timer can fire before the watch stream has
+# delivered that write; deciding again from the older status would redo a transition (a manual command
+# applied twice), so such a tick waits for the stream to catch up.
+_written: dict[str, tuple[float, ModelDeploymentStatus]] = {}
+STALE_GRACE_S = 10.0
+# Kopf runs sync handlers in threads: a timer tick and a spec-change pass must not overlap on one object.
+_busy: dict[str, threading.Lock] = {}
 
 
 def reconciler() -> Reconciler:
@@ -67,25 +75,45 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _reconcile(body: kopf.Body, patch: kopf.Patch) -> Decision:
+def _parse(body: kopf.Body, patch: kopf.Patch) -> ModelDeployment:
     try:
-        md = parse_resource(body)
+        return parse_resource(body)
     except ValidationError as exc:
         # The API server's schema normally stops this; a CRD older than the operator may not.
         patch.status.update(invalid_spec_status(body, exc, _now()))
         raise kopf.PermanentError(f"invalid ModelDeployment spec: {exc}") from exc
+
+
+def _reconcile(md: ModelDeployment, body: kopf.Body, patch: kopf.Patch) -> Decision:
+    uid = str(body.metadata.uid)
     decision = reconciler().reconcile(md, _now(), _events_for(body))
     patch.status.update(status_patch(decision.status))
+    _written[uid] = (time.monotonic(), decision.status)
     wait_s = decision.requeue_after_s if decision.requeue_after_s is not None else CONFIG.resync_interval_s
-    _next_pass[str(body.metadata.uid)] = time.monotonic() + wait_s
+    _next_pass[uid] = time.monotonic() + wait_s
     return decision
+
+
+def _lock(uid: str) -> threading.Lock:
+    return _busy.setdefault(uid, threading.Lock())
+
+
+def _behind(uid: str, md: ModelDeployment) -> bool:
+    """Is this body older than the status this process last wrote (the watch stream not caught up yet)?"""
+    written = _written.get(uid)
+    if written is None:
+        return False
+    at, status = written
+    return md.status != status and time.monotonic() - at < STALE_GRACE_S
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
-    decision = _reconcile(body, patch)
+    # A spec change arrives on the watch stream after our own last status write: its body is current.
+    with _lock(str(body.metadata.uid)):
+        decision = _reconcile(_parse(body, patch), body, patch)
     if decision.retry:
         raise kopf.TemporaryError(decision.retry_reason, delay=retry_delay_s(retry, CONFIG.retry_max_delay_s))
 
@@ -97,9 +125,18 @@ def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     commands (annotations) are picked up by this tick too."""
     if body.metadata.get("deletionTimestamp"):
         return
-    if time.monotonic() < _next_pass.get(str(body.metadata.uid), 0.0):
+    uid = str(body.metadata.uid)
+    if time.monotonic() < _next_pass.get(uid, 0.0):
         return
-    _reconcile(body, patch)
+    lock = _lock(uid)
+    if not lock.acquire(blocking=False):
+        return  # a spec-change pass is running; the next tick looks again
+    try:
+        md = _parse(body, patch)
+        if not _behind(uid, md):
+            _reconcile(md, body, patch)
+    finally:
+        lock.release()
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -107,7 +144,8 @@ def cleanup(body: kopf.Body, retry: int, **_: Any) -> None:
     md = parse_resource(body, lenient=True)
     requested = body.metadata.get("deletionTimestamp")
     requested_at = datetime.fromisoformat(requested.replace("Z", "+00:00")) if requested else _now()
-    _next_pass.pop(str(body.metadata.uid), None)
+    for memo in (_next_pass, _written, _busy):
+        memo.pop(str(body.metadata.uid), None)
     decision = reconciler().finalize(md, requested_at, _now(), _events_for(body))
     if not decision.release_finalizer:
         raise kopf.TemporaryError(

@@ -53,3 +53,8 @@ def expected_classes(tracking_uri: str, version: str, records: list[dict[str, An
     from steward.dev.credit_model import FEATURES
 
     return [int(x) for x in model.predict(pd.DataFrame(records)[FEATURES].astype("float64"))]
+
+
+def wait_gone(ray_client: Any, app_name: str, timeout_s: float = 60) -> None:
+    """Ray deletes an application asynchronously (status DELETING first): wait until it is gone."""
+    wait_until(lambda: ray_client.get_application(app_name) is None, timeout_s, f"Serve app {app_name} to go")

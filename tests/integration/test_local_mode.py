@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import applicant_records, expected_classes, wait_until
+from helpers import applicant_records, expected_classes, wait_gone, wait_until
 from typer.testing import CliRunner
 
 from steward.audit.store import LocalFolderStore
@@ -162,7 +162,7 @@ def test_delete_removes_the_application(
     )
     assert result.exit_code == 0, result.output
     wait_until(lambda: store.get("lending", "scorer") is None, 60, "the local object to be finalized")
-    assert ray_client.get_application("lending-scorer") is None
+    wait_gone(ray_client, "lending-scorer")
     events = [e["reason"] for e in store.read_events("lending", "scorer")]
     # A transient problem (the dashboard busy on 2 cores) may precede them; the order is what matters.
     lifecycle = [e for e in events if e in ("Deploying", "Running")]

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import kopf
 import pytest
-from helpers import applicant_records, expected_classes, free_port, predict
+from helpers import applicant_records, expected_classes, free_port, predict, wait_gone
 from tcp_proxy import TcpProxy
 
 from steward.audit.store import LocalFolderStore
@@ -263,12 +263,12 @@ async def test_create_serve_update_delete(
     assert [h["outcome"] for h in obj["status"]["rolloutHistory"]] == ["Promoted"]
     response = await served(obj["status"]["endpoint"], records[:3])
     assert response.json()["model"]["version"] == models.good_v2
-    assert await asyncio.to_thread(ray_client.get_application, f"{NS}-credit.v{models.good_v1}") is None
+    await asyncio.to_thread(wait_gone, ray_client, f"{NS}-credit.v{models.good_v1}")
 
     await cluster.delete("credit")
     await cluster.wait("credit", lambda o: o is None, "the finalizer to be released", 60)
-    assert await asyncio.to_thread(ray_client.get_application, f"{NS}-credit") is None
-    assert await asyncio.to_thread(ray_client.get_application, f"{NS}-credit.v{models.good_v2}") is None
+    await asyncio.to_thread(wait_gone, ray_client, f"{NS}-credit")
+    await asyncio.to_thread(wait_gone, ray_client, f"{NS}-credit.v{models.good_v2}")
 
     # Every transition left exactly one record, chained, in order, despite many resyncs in between.
     assert cluster.audit is not None
@@ -332,7 +332,7 @@ async def test_deploy_failure_surfaces_rays_message(cluster: Cluster, models: An
     assert obj["status"]["serveApplication"]["status"] == "DEPLOY_FAILED"
     await cluster.delete("broken")
     await cluster.wait("broken", lambda o: o is None, "deletion", 60)
-    assert await asyncio.to_thread(ray_client.get_application, f"{NS}-broken") is None
+    await asyncio.to_thread(wait_gone, ray_client, f"{NS}-broken")
 
 
 async def test_ray_down_at_create_then_back(

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from helpers import applicant_records, wait_until
+from helpers import applicant_records, wait_gone, wait_until
 
 from steward.api.model_deployment import ModelDeployment
 from steward.api.serve_app import SHADOW_PATH, ShadowLog
@@ -76,7 +76,7 @@ class Load:
 
 
 @pytest.fixture(scope="module")
-def loop(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStore]:
+def loop(stack: Stack, tmp_path_factory: pytest.TempPathFactory, ray_client: Any) -> Iterator[LocalStore]:
     config = replace(stack.operator_config(resync_interval_s=1.0), rollout_tick_s=1.0, rollout_drain_s=1.0)
     reconciler = Reconciler(config, ray_token=stack.ray_token())
     store = LocalStore(tmp_path_factory.mktemp("rollout-home"))
@@ -87,6 +87,7 @@ def loop(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loc
     yield store
     store.remove(NS, NAME)
     wait_until(lambda: store.get(NS, NAME) is None, 60, "the deployment to be finalized")
+    wait_gone(ray_client, f"{NS}-{NAME}")
     stop.set()
     thread.join(10)
     reconciler.close()
@@ -195,7 +196,7 @@ def test_a_healthy_version_is_promoted_through_every_step_with_no_failed_request
     served = [a.version for a in load.answers]
     assert versions.good1 in served and versions.good2 in served
     assert set(served[-20:]) == {versions.good2}
-    assert ray_client.get_application(f"{NS}-{NAME}.v{versions.good1}") is None
+    wait_gone(ray_client, f"{NS}-{NAME}.v{versions.good1}")
     trail = [r.action.value for r in LocalFolderStore(stack.home / "audit").read(f"{NS}/{NAME}")]
     assert trail[trail.index("rollout-started") :] == [
         "rollout-started",
@@ -232,7 +233,7 @@ def test_a_bad_version_is_rolled_back_while_stable_keeps_serving(
     assert all(a.status == 200 for a in load.answers if a.version == versions.good2)
     assert all(a.version == bad for a in load.failed()), load.failed()[:5]
     assert [a.version for a in load.answers[-20:]] == [versions.good2] * 20
-    assert ray_client.get_application(f"{NS}-{NAME}.v{bad}") is None
+    wait_gone(ray_client, f"{NS}-{NAME}.v{bad}")
 
 
 def test_shadow_rollout_records_the_challengers_answers_and_never_returns_them(

@@ -88,6 +88,26 @@ def test_refuses_to_overwrite_an_imperatively_deployed_app():
     assert fake.puts == []
 
 
+def test_an_app_being_deleted_is_left_out_not_refused():
+    """Ray drops a deleted app's config before the app is gone; writing meanwhile must not fail."""
+    fake = FakeDashboard(
+        {
+            "going": {"status": "DELETING", "deployed_app_config": None},
+            "other": {"status": "RUNNING", "deployed_app_config": OTHER},
+        }
+    )
+    client(fake).apply_application(MINE, HTTP)
+    assert fake.puts[-1]["applications"] == [OTHER, MINE]
+
+
+def test_apply_and_remove_in_one_write():
+    fake = FakeDashboard({"other": {"status": "RUNNING", "deployed_app_config": OTHER}})
+    c = client(fake)
+    c.apply_applications([MINE], set(), HTTP)
+    c.apply_applications([OTHER], {"mine"}, HTTP)
+    assert fake.puts[-1]["applications"] == [OTHER]
+
+
 def test_missing_token_is_a_clear_permanent_error():
     transport = httpx.MockTransport(
         lambda r: httpx.Response(401, text="Unauthorized: Missing authentication token")
