@@ -12,7 +12,7 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 
-from steward.cli.rollout_view import history_table, rollout_view
+from steward.cli.rollout_view import rollout_view
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register, register_faulty
 from steward.dev.stack import Stack
 from steward.dev.store import LocalStore, StoredObject
@@ -95,7 +95,7 @@ def promote_and_break(stack: Stack, store: LocalStore, namespace: str, name: str
         client.set_registered_model_alias(MODEL, "champion", good)
         console.print(f"\n[bold]1. Canary[/]: registered version {good} and moved @champion to it")
         obj = watch_rollout(store, namespace, name, before, console, timeout_s=300)
-        console.print(f"   traffic answered meanwhile: {traffic.summary()}")
+        console.print(f"\n   traffic answered meanwhile (version, HTTP status: count): {traffic.summary()}")
 
         with console.status("registering a version that fails on 30% of its inputs..."):
             broken = register_faulty(stack.tracking_uri, MODEL, error_share=0.3, n=2000, seed=9)
@@ -105,9 +105,8 @@ def promote_and_break(stack: Stack, store: LocalStore, namespace: str, name: str
             f"\n[bold]2. A bad version[/]: moved @champion to version {broken}, which errors on 30%"
         )
         obj = watch_rollout(store, namespace, name, before, console, timeout_s=300)
-        console.print(f"   traffic answered meanwhile: {traffic.summary()}")
+        console.print(f"\n   traffic answered meanwhile (version, HTTP status: count): {traffic.summary()}")
     # The alias still names the version that failed; Steward will not retry it until the alias moves.
     stable = obj.status.stable.version if obj.status.stable else good
     client.set_registered_model_alias(MODEL, "champion", stable)
     console.print(f"   moved @champion back to version {stable}, which kept serving throughout")
-    console.print(history_table(obj.status.rollout_history))
