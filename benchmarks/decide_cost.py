@@ -14,8 +14,8 @@ from typing import Any
 from steward.api.model_deployment import ModelDeployment
 from steward.operator.config import OperatorConfig
 from steward.operator.core import decide
-from steward.operator.observations import Observations, ResolvedModel, ServeState
-from steward.operator.serve_config import plan_serve_config
+from steward.operator.observations import Observations, ResolvedModel, ServeApps, ServeState
+from steward.operator.serve_config import TrafficPlan, plan_serve_apps
 
 RAW: dict[str, Any] = {
     "apiVersion": "steward.io/v1alpha1",
@@ -39,7 +39,13 @@ def measure(rounds: int = 7, calls: int = 2000) -> dict[str, float]:
     config = OperatorConfig()
     md = ModelDeployment.model_validate(RAW)
     model = ResolvedModel("credit-risk", "7", "models:/credit-risk/7")
-    running = Observations(model, ServeState("RUNNING", deployed_config=plan_serve_config(md, model, config)))
+    plan = TrafficPlan.single(model.version, model.model_uri)
+    router, version = plan_serve_apps(md, model.name, plan, config)
+    serve = ServeApps(
+        router=ServeState("RUNNING", deployed_config=router, ready_replicas=1),
+        versions={model.version: ServeState("RUNNING", deployed_config=version, ready_replicas=1)},
+    )
+    running = Observations(model, serve)
     now = datetime(2026, 11, 23, tzinfo=UTC)
     settled = md.model_copy(update={"status": decide(md, running, config, now).status})
 
