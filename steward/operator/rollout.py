@@ -424,8 +424,8 @@ class _Machine:
     # ------------------------------------------------------------------ the pass
     def run(self, target: ResolvedModel) -> None:
         r = self.r
+        command = pending_command(self.md, r.handled_command)
         if r.state not in FINISHING:
-            command = pending_command(self.md, r.handled_command)
             if target.version != r.canary.version:
                 why = (
                     f"the spec now names version {target.version}"
@@ -436,10 +436,11 @@ class _Machine:
                 return
             if self.md.metadata.generation != r.generation:
                 self.restart()
-            if isinstance(command, RolloutCommand):
-                self.apply_command(command)
-            elif isinstance(command, str):
-                self.update(message=command)
+        # While finishing, a command is answered too (ignored, with why), so that nobody waits on it.
+        if isinstance(command, RolloutCommand):
+            self.apply_command(command)
+        elif isinstance(command, str):
+            self.update(message=command)
         if self.r.state == RolloutState.WARMING:
             self.warm()
         if self.r.state == RolloutState.PROGRESSING:

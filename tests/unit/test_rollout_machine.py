@@ -257,6 +257,21 @@ def test_abort_returns_all_traffic_to_stable_and_records_who():
     assert condition(world, ConditionType.PROGRESSING).reason == Reason.ROLLOUT_ABORTED
 
 
+def test_a_command_while_finishing_is_answered_as_ignored():
+    world = settled()
+    start(world)
+    world.until(lambda w: w.rollout is not None and w.rollout.weight == 10)
+    command(world, "abort", "c1")
+    world.step()
+    assert world.rollout.state == RolloutState.ROLLING_BACK
+    command(world, "pause", "c2")
+    world.step(0.5)
+    assert world.rollout.handled_command == "c2"
+    assert world.rollout.message.startswith("pause by ops@bank ignored: the rollout is already finishing")
+    world.until(lambda w: w.rollout is None)
+    assert world.resource.status.rollout_history[-1].outcome == Outcome.ABORTED
+
+
 def test_promote_while_warming_is_refused_with_a_reason():
     world = settled()
     start(world)
