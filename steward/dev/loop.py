@@ -94,7 +94,7 @@ class ControlLoop:
         if wait_s is None:
             wait_s = self.reconciler.config.resync_interval_s
         self._next_pass[key] = now + timedelta(seconds=wait_s)
-        self.store.put(replace(obj, status=decision.status))
+        self.store.set_status(obj.namespace, obj.name, decision.status)
         self._record_outcome(key, now, decision.retry, self.reconciler.config.retry_max_delay_s)
 
     def _finalize(self, obj: StoredObject, now: datetime) -> None:

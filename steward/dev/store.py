@@ -8,10 +8,13 @@ sees half a file.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,16 +122,36 @@ class LocalStore:
         _write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
         return path
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer at a time across processes (the CLI and the loop): a read-modify-write must not undo
+        what another wrote in between (e.g. the loop's status over the CLI's deletion annotations)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        with (self.home / ".store.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def remove(self, namespace: str, name: str, annotations: dict[str, str] | None = None) -> bool:
         """Take the manifest away; `annotations` (who asked, why) go to the object for its deletion record."""
         path = self.manifests / f"{_file_key(namespace, name)}.yaml"
-        if not path.exists():
-            return False
-        existing = self.get(namespace, name)
-        if existing is not None and annotations:
-            self.put(replace(existing, annotations={**existing.annotations, **annotations}))
-        path.unlink()
-        return True
+        with self._locked():
+            if not path.exists():
+                return False
+            existing = self.get(namespace, name)
+            if existing is not None and annotations:
+                self.put(replace(existing, annotations={**existing.annotations, **annotations}))
+            path.unlink()
+            return True
+
+    def set_status(self, namespace: str, name: str, status: ModelDeploymentStatus) -> None:
+        """Write status onto the object as it is now, keeping whatever else changed since it was read."""
+        with self._locked():
+            current = self.get(namespace, name)
+            if current is not None:
+                self.put(replace(current, status=status))
 
     def annotate(self, namespace: str, name: str, key: str, value: str) -> bool:
         """Add one annotation to the applied manifest, as `kubectl annotate` would; False if there is none.
@@ -137,14 +160,15 @@ class LocalStore:
         annotations without a new generation and the operator sees them the next time it reconciles.
         """
         path = self.manifests / f"{_file_key(namespace, name)}.yaml"
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            return False
-        metadata = doc.setdefault("metadata", {})
-        metadata["annotations"] = {**(metadata.get("annotations") or {}), key: value}
-        _write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
-        return True
+        with self._locked():
+            try:
+                doc = yaml.safe_load(path.read_text())
+            except FileNotFoundError:
+                return False
+            metadata = doc.setdefault("metadata", {})
+            metadata["annotations"] = {**(metadata.get("annotations") or {}), key: value}
+            _write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
+            return True
 
     def manifest_paths(self) -> list[Path]:
         return sorted(self.manifests.glob("*.yaml")) if self.manifests.exists() else []
@@ -168,6 +192,10 @@ class LocalStore:
 
     def admit(self, md: ModelDeployment, now: datetime) -> StoredObject:
         """The stored object for a manifest: new, same generation, or the next generation on a spec change."""
+        with self._locked():
+            return self._admit(md, now)
+
+    def _admit(self, md: ModelDeployment, now: datetime) -> StoredObject:
         existing = self.get(md.metadata.namespace, md.metadata.name)
         digest = spec_hash(md)
         if existing is None:
