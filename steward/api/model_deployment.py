@@ -28,6 +28,9 @@ SHORT_NAMES = ["md"]
 # Who changed the resource and why, for the audit trail: set by the steward CLI or anyone acting for someone.
 ACTOR_ANNOTATION = "steward.io/actor"
 CHANGE_REASON_ANNOTATION = "steward.io/change-reason"
+# Who the Kubernetes API server authenticated for the last change of spec or rollout command: set by the
+# operator's admission webhook (when enabled), which overwrites any value a client sends: it cannot be forged.
+AUTHENTICATED_USER_ANNOTATION = "steward.io/authenticated-user"
 
 # Kubernetes quantity, restricted to the suffixes that make sense for memory.
 MEMORY_QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"

@@ -11,6 +11,7 @@ from datetime import datetime
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
 from steward.api.model_deployment import (
     ACTOR_ANNOTATION,
+    AUTHENTICATED_USER_ANNOTATION,
     CHANGE_REASON_ANNOTATION,
     ModelDeployment,
     ModelDeploymentStatus,
@@ -25,7 +26,18 @@ def deployment_ref(md: ModelDeployment) -> DeploymentRef:
 
 
 def requester(md: ModelDeployment) -> str:
-    return md.metadata.annotations.get(ACTOR_ANNOTATION, "unknown (no steward.io/actor annotation)")
+    """Who asked: the authenticated user when the admission webhook stamped one, with what the client declared
+    when that differs (a CI service account acting for a person)."""
+    return actor_of(md, md.metadata.annotations.get(ACTOR_ANNOTATION))
+
+
+def actor_of(md: ModelDeployment, declared: str | None) -> str:
+    authenticated = md.metadata.annotations.get(AUTHENTICATED_USER_ANNOTATION)
+    if authenticated is None:
+        return declared or "unknown (no steward.io/actor annotation)"
+    if declared and declared != authenticated:
+        return f"{declared} (authenticated as {authenticated})"
+    return authenticated
 
 
 def spec_drafts(md: ModelDeployment) -> list[RecordDraft]:
@@ -129,7 +141,10 @@ def deletion_draft(md: ModelDeployment, requested_at: datetime, leftover: str | 
     reason = md.metadata.annotations.get(CHANGE_REASON_ANNOTATION) or "resource deleted"
     return RecordDraft(
         deployment=deployment_ref(md),
-        actor=requester(md),
+        # Not the authenticated user: the webhook stamps changes, and a deletion is not one; that annotation
+        # names whoever changed the object last. The declared actor is what the deleting client set (the CLI
+        # annotates before it deletes).
+        actor=md.metadata.annotations.get(ACTOR_ANNOTATION, "unknown (no steward.io/actor annotation)"),
         action=AuditAction.DELETED,
         model=ModelVersions(
             name=md.spec.model.name, from_version=md.status.stable.version if md.status.stable else None

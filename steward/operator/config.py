@@ -30,6 +30,17 @@ class OperatorConfig:
     rollout_tick_s: float = 2.0
     # After all traffic moves, how long the losing version keeps its replicas for requests in flight.
     rollout_drain_s: float = 2.0
+    # The admission webhook that stamps the authenticated user on changes (off unless a port is given).
+    webhook_port: int | None = None
+    webhook_addr: str = "0.0.0.0"
+    # The name the API server calls it by (the Service's DNS name), for the certificate and the URLs.
+    webhook_host: str | None = None
+    webhook_certfile: str | None = None
+    webhook_keyfile: str | None = None
+    # Plain HTTP: only for tests; the API server calls webhooks over TLS.
+    webhook_insecure: bool = False
+    # Let the operator create and update this MutatingWebhookConfiguration itself (needs the RBAC for it).
+    webhook_managed: str | None = None
 
     @property
     def http_options(self) -> dict[str, object]:
@@ -77,4 +88,11 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         deletion_timeout_s=float(env.get("STEWARD_DELETION_TIMEOUT_S", defaults.deletion_timeout_s)),
         rollout_tick_s=float(env.get("STEWARD_ROLLOUT_TICK_S", defaults.rollout_tick_s)),
         rollout_drain_s=float(env.get("STEWARD_ROLLOUT_DRAIN_S", defaults.rollout_drain_s)),
+        webhook_port=int(env["STEWARD_WEBHOOK_PORT"]) if env.get("STEWARD_WEBHOOK_PORT") else None,
+        webhook_addr=env.get("STEWARD_WEBHOOK_ADDR", defaults.webhook_addr),
+        webhook_host=env.get("STEWARD_WEBHOOK_HOST") or None,
+        webhook_certfile=env.get("STEWARD_WEBHOOK_CERT") or None,
+        webhook_keyfile=env.get("STEWARD_WEBHOOK_KEY") or None,
+        webhook_insecure=env.get("STEWARD_WEBHOOK_INSECURE", "").lower() in ("1", "true", "yes"),
+        webhook_managed=env.get("STEWARD_WEBHOOK_MANAGED") or None,
     )

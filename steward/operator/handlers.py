@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from steward.api.model_deployment import GROUP, PLURAL, VERSION, ModelDeployment, ModelDeploymentStatus
 from steward.operator.actions import EventType
+from steward.operator.admission import stamp
 from steward.operator.config import config_from_env
 from steward.operator.core import Decision, retry_delay_s
 from steward.operator.reconciler import EventSink, Reconciler
@@ -56,6 +57,33 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="steward.io", key="last-handled-configuration"
     )
+    if CONFIG.webhook_port is not None:
+        if not CONFIG.webhook_insecure and not (CONFIG.webhook_certfile and CONFIG.webhook_keyfile):
+            raise kopf.PermanentError(
+                "STEWARD_WEBHOOK_PORT is set but STEWARD_WEBHOOK_CERT / STEWARD_WEBHOOK_KEY are not: the API "
+                "server calls admission webhooks over TLS; mount a certificate (e.g. from cert-manager)"
+            )
+        settings.admission.server = kopf.WebhookServer(
+            addr=CONFIG.webhook_addr,
+            port=CONFIG.webhook_port,
+            host=CONFIG.webhook_host,
+            certfile=CONFIG.webhook_certfile,
+            pkeyfile=CONFIG.webhook_keyfile,
+            insecure=CONFIG.webhook_insecure,
+        )
+        if CONFIG.webhook_managed:
+            settings.admission.managed = CONFIG.webhook_managed
+
+
+if CONFIG.webhook_port is not None:
+    # Registered only when enabled: Kopf refuses to start with admission handlers and no webhook server.
+
+    @kopf.on.mutate(GROUP, VERSION, PLURAL, id="authenticated-user", operations=["CREATE", "UPDATE"])
+    def stamp_authenticated_user(userinfo: kopf.UserInfo, patch: kopf.Patch, **kwargs: Any) -> None:
+        """Fail closed: if this webhook is down, changes wait, rather than land without who made them."""
+        operation = str(kwargs.get("operation") or "")
+        for key, value in stamp(operation, userinfo, kwargs.get("old"), kwargs.get("new")).items():
+            patch.metadata.annotations[key] = value
 
 
 @kopf.on.cleanup()

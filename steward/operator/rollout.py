@@ -40,7 +40,7 @@ from steward.api.serve_app import ROUTER_DEPLOYMENT, RouterConfig, ShadowConfig,
 from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, RecordDraft
 from steward.operator.actions import EventType, PostEvent
 from steward.operator.analysis import judge_window
-from steward.operator.audit_drafts import deployment_ref, requester
+from steward.operator.audit_drafts import actor_of, deployment_ref, requester
 from steward.operator.observations import Problem, ResolvedModel, ServeApps, ServeState
 from steward.operator.serve_config import TrafficPlan
 
@@ -222,7 +222,7 @@ class _Machine:
 
     # ------------------------------------------------------------------ commands
     def apply_command(self, command: RolloutCommand) -> None:
-        who = command.actor or "unknown (no actor in the command)"
+        who = actor_of(self.md, command.actor)
         why = f": {command.reason}" if command.reason else ""
         self.update(handled_command=command.id)
         kind = command.command

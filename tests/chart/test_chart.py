@@ -55,6 +55,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "s3": {"bucket": "bank-audit", "prefix": "models", "endpoint": "https://minio.example"},
             "keySecret": {"name": "audit-hmac", "key": "k"},
         },
+        "webhook": {"enabled": True, "certSecret": "steward-webhook-tls", "caBundle": "Y2E="},
     },
 }
 
@@ -161,7 +162,8 @@ def test_helm_lint_passes(helm: Path, tmp_path_factory: pytest.TempPathFactory, 
 
 
 def test_renders_the_expected_objects(rendered):
-    _, docs = rendered
+    name, docs = rendered
+    webhook = VALUE_SETS[name].get("webhook", {}).get("enabled", False)
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
     assert kinds == [
         ("ClusterRole", "steward"),
@@ -169,10 +171,12 @@ def test_renders_the_expected_objects(rendered):
         ("ClusterRoleBinding", "steward"),
         ("CustomResourceDefinition", "modeldeployments.steward.io"),
         ("Deployment", "steward"),
+        *([("MutatingWebhookConfiguration", "steward.steward.io")] if webhook else []),
+        *([("Service", "steward-webhook")] if webhook else []),
         ("ServiceAccount", "steward"),
     ]
     for doc in docs:
-        if doc["kind"] in ("Deployment", "ServiceAccount"):
+        if doc["kind"] in ("Deployment", "ServiceAccount", "Service"):
             assert doc["metadata"]["namespace"] == NAMESPACE
 
 
@@ -357,3 +361,47 @@ def test_audit_key_is_mounted_only_when_its_secret_is_named(rendered):
     assert volumes["audit-key"]["secret"]["secretName"] == key_secret["name"]
     assert volumes["audit-key"]["secret"]["items"] == [{"key": key_secret["key"], "path": "audit-key"}]
     assert mounts["/var/run/secrets/steward-audit"]["readOnly"] is True
+
+
+def test_webhook_reaches_the_operator_with_its_certificate(rendered):
+    name, docs = rendered
+    if not VALUE_SETS[name].get("webhook", {}).get("enabled"):
+        assert not [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+        assert (
+            config_from_env({k: e.get("value", "") for k, e in _env(_container(docs)).items()}).webhook_port
+            is None
+        )
+        return
+    container = _container(docs)
+    env = {k: e["value"] for k, e in _env(container).items() if "value" in e}
+    config = config_from_env(env)
+    assert config.webhook_port == 9443 and config.webhook_host == f"steward-webhook.{NAMESPACE}.svc"
+    assert (config.webhook_certfile, config.webhook_keyfile) == (
+        "/var/run/secrets/steward-webhook/tls.crt",
+        "/var/run/secrets/steward-webhook/tls.key",
+    )
+    assert {"name": "webhook", "containerPort": 9443, "protocol": "TCP"} in container["ports"]
+    deployment = _one(docs, "Deployment")
+    volume = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == "steward-webhook-tls"
+    service = _one(docs, "Service", "steward-webhook")
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    (hook,) = _one(docs, "MutatingWebhookConfiguration")["webhooks"]
+    # Kopf routes an admission request by the path: the handler's id in steward/operator/handlers.py.
+    assert hook["clientConfig"]["service"] == {
+        "name": "steward-webhook",
+        "namespace": NAMESPACE,
+        "path": "/authenticated-user",
+        "port": 443,
+    }
+    assert hook["failurePolicy"] == "Fail" and hook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
+
+
+def test_webhook_without_a_certificate_refuses_to_render(helm: Path, tmp_path: Path):
+    values = tmp_path / "v.yaml"
+    values.write_text(yaml.safe_dump({"webhook": {"enabled": True}}))
+    result = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "-f", str(values)], capture_output=True, text=True
+    )
+    assert result.returncode != 0 and "webhook.enabled needs webhook.certSecret" in result.stderr

@@ -1,0 +1,45 @@
+"""Who really changed a ModelDeployment: the user the API server authenticated, stamped at admission (pure).
+
+`steward.io/actor` is what a client says about itself (the steward CLI fills it in); a mutating admission
+webhook sees the API server's `userInfo` and records it in `steward.io/authenticated-user`, replacing whatever
+the request carried. Only changes a person makes are stamped (a new object, a spec change, a rollout command):
+the operator's own writes (status, its bookkeeping annotations) would otherwise overwrite the person's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from steward.api.model_deployment import AUTHENTICATED_USER_ANNOTATION
+from steward.api.rollout import ROLLOUT_COMMAND_ANNOTATION
+
+
+def authenticated_identity(userinfo: Mapping[str, Any]) -> str:
+    username = str(userinfo.get("username") or "").strip()
+    return username or "unknown (the API server sent no username)"
+
+
+def _annotations(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return ((obj or {}).get("metadata") or {}).get("annotations") or {}
+
+
+def is_human_change(operation: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    if operation == "CREATE":
+        return True
+    if operation != "UPDATE" or old is None or new is None:
+        return False
+    changed_spec = (old.get("spec") or {}) != (new.get("spec") or {})
+    changed_command = _annotations(old).get(ROLLOUT_COMMAND_ANNOTATION) != _annotations(new).get(
+        ROLLOUT_COMMAND_ANNOTATION
+    )
+    return changed_spec or changed_command
+
+
+def stamp(
+    operation: str, userinfo: Mapping[str, Any], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> dict[str, str]:
+    """The annotations to set on this admission request (empty: leave the object alone)."""
+    if not is_human_change(operation, old, new):
+        return {}
+    return {AUTHENTICATED_USER_ANNOTATION: authenticated_identity(userinfo)}
