@@ -27,3 +27,14 @@ def test_importing_the_operator_pulls_no_ray_mlflow_or_evidently():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by basename (rootdir-relative, no packages): two files with one name in
+    different folders stop the whole run at collection."""
+    from collections import Counter
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[1]
+    names = Counter(p.name for p in tests.rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []
