@@ -169,8 +169,9 @@ def _serve_summary(name: str, serve: ServeApps) -> ServeApplicationStatus | None
     if serve.empty:
         return None
     states = [serve.router, *serve.versions.values()]
-    messages = [_serve_message(s) for s in states if s is not None and _serve_message(s)]
-    return ServeApplicationStatus(name=name, status=_combined(states), message="; ".join(messages)[-2000:])
+    return ServeApplicationStatus(
+        name=name, status=_combined(states), message=_serve_messages(states)[-2000:]
+    )
 
 
 def _in_sync(serve: ServeApps, desired: list[dict[str, Any]], router_app: str) -> bool:
@@ -215,9 +216,7 @@ def _first_deployment(
         cond.progressing(TRUE, Reason.DEPLOYING, message)
         return None
     status = _combined([serve.router, version_app])
-    detail = "; ".join(
-        _serve_message(s) for s in (serve.router, version_app) if s is not None and _serve_message(s)
-    )
+    detail = _serve_messages([serve.router, version_app])
     if status == "RUNNING":
         replicas = version_app.ready_replicas if version_app else 0
         message = f"serving {what} with {replicas} ready replica(s)"
@@ -248,9 +247,7 @@ def _report_serving(cond: _Conditions, what: str, stable: StableVersion, serve: 
     replicas) keeps serving, so Ready follows running replicas, not Ray's DEPLOYING status."""
     version_app = serve.versions.get(stable.version)
     status = _combined([serve.router, version_app])
-    detail = "; ".join(
-        _serve_message(s) for s in (serve.router, version_app) if s is not None and _serve_message(s)
-    )
+    detail = _serve_messages([serve.router, version_app])
     serving = (
         serve.router is not None
         and version_app is not None
@@ -321,6 +318,10 @@ def _serve_message(serve: ServeState) -> str:
     # Ray's DEPLOY_FAILED messages carry whole tracebacks; the status keeps the useful end.
     text = "; ".join(parts)
     return text if len(text) <= 2000 else "..." + text[-2000:]
+
+
+def _serve_messages(states: list[ServeState | None]) -> str:
+    return "; ".join(message for s in states if s is not None and (message := _serve_message(s)))
 
 
 def _transition_events(old: list[Condition], new: list[Condition]) -> list[PostEvent]:

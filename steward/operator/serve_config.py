@@ -6,7 +6,7 @@ why versions live in applications of their own).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from steward.api.model_deployment import ModelDeployment, memory_bytes
@@ -46,7 +46,7 @@ class TrafficPlan:
     versions: dict[str, str]
     weights: dict[str, int]
     shadow: ShadowConfig | None = None
-    stickiness: Stickiness | None = field(default=None)
+    stickiness: Stickiness | None = None
 
     @classmethod
     def single(cls, version: str, model_uri: str) -> TrafficPlan:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib
 import json
-import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,9 +17,9 @@ import httpx
 import kopf
 import pytest
 from helpers import free_port
+from kopf_harness import load_handlers, serve_modeldeployments, start_operator
 
 pytestmark = pytest.mark.integration
-RESOURCE = "steward.io/v1alpha1/modeldeployments"
 NS = "risk"
 
 
@@ -62,38 +60,11 @@ async def webhook(kmock: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         "STEWARD_WEBHOOK_INSECURE": "1",
     }.items():
         monkeypatch.setenv(key, value)
-    kopf.set_default_registry(kopf.OperatorRegistry())
-    import steward.operator.handlers as handlers
-
-    importlib.reload(handlers)
-    api_url = str(kmock.url).rstrip("/")
-
-    @kopf.on.login()
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=api_url, token="test", default_namespace=NS)
-
-    kmock.resources.load_bundled()
-    resource = kmock.resources[RESOURCE]
-    resource.kind = "ModelDeployment"
-    resource.namespaced = True
-    resource.verbs = {"list", "watch", "get", "patch", "create", "delete"}
-    resource.subresources = {"status"}
+    load_handlers()
+    serve_modeldeployments(kmock, NS)
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
-    stop = threading.Event()
-    operator = threading.Thread(
-        target=lambda: asyncio.run(
-            kopf.operator(
-                registry=kopf.get_default_registry(),
-                settings=settings,
-                namespaces=[NS],
-                stop_flag=stop,
-                standalone=True,
-            )
-        ),
-        daemon=True,
-    )
-    operator.start()
+    stop = start_operator(settings, NS)
     url = f"http://127.0.0.1:{port}/authenticated-user"
     async with httpx.AsyncClient(timeout=5) as http:
         for _ in range(100):
@@ -105,11 +76,9 @@ async def webhook(kmock: Any, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     try:
         yield url
     finally:
-        stop.set()
-        await asyncio.to_thread(operator.join, 30)
+        await asyncio.to_thread(stop().join, 30)
         monkeypatch.delenv("STEWARD_WEBHOOK_PORT")
-        kopf.set_default_registry(kopf.OperatorRegistry())
-        importlib.reload(handlers)  # leave the module as other tests expect it: no admission handler
+        load_handlers()  # leave the module as other tests expect it: no admission handler
 
 
 async def post(url: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -4,9 +4,7 @@ cluster and a real MLflow server. Objects are created, patched and deleted over 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ import httpx
 import kopf
 import pytest
 from helpers import applicant_records, expected_classes, free_port, predict, wait_gone
+from kopf_harness import load_handlers, serve_modeldeployments, start_operator
 from tcp_proxy import TcpProxy
 
 from steward.audit.store import LocalFolderStore
@@ -23,7 +22,6 @@ from steward.audit.verify import verify
 from steward.dev.stack import Stack
 
 NS = "risk"
-RESOURCE = "steward.io/v1alpha1/modeldeployments"
 BASE = f"/apis/steward.io/v1alpha1/namespaces/{NS}/modeldeployments"
 
 pytestmark = pytest.mark.integration
@@ -127,51 +125,19 @@ async def cluster(
         "STEWARD_AUDIT_DIR": str(tmp_path / "audit"),
     }.items():
         monkeypatch.setenv(key, value)
-    # Handlers read their configuration at import, as in the operator's container: import them afresh
-    # into a fresh registry.
-    kopf.set_default_registry(kopf.OperatorRegistry())
-    import steward.operator.handlers as handlers
-
-    importlib.reload(handlers)
-    api_url = str(kmock.url).rstrip("/")
-
-    @kopf.on.login()
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=api_url, token="test", default_namespace=NS)
-
-    kmock.resources.load_bundled()
-    resource = kmock.resources[RESOURCE]
-    resource.kind = "ModelDeployment"
-    resource.namespaced = True
-    resource.verbs = {"list", "watch", "get", "patch", "create", "delete"}
-    resource.subresources = {"status"}
-
+    handlers = load_handlers()
+    api_url = serve_modeldeployments(kmock, NS)
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     settings.posting.enabled = True  # Events land in the emulated API, where the tests read them
     settings.networking.request_timeout = 10
-    # Kopf runs in its own thread and event loop, as in its container: on exit it cancels every task
-    # of the loop it runs in, and this test's loop also serves the emulated API.
-    stop = threading.Event()
-    operator = threading.Thread(
-        target=lambda: asyncio.run(
-            kopf.operator(
-                registry=kopf.get_default_registry(),
-                settings=settings,
-                namespaces=[NS],
-                stop_flag=stop,
-                standalone=True,
-            )
-        ),
-        daemon=True,
-    )
-    operator.start()
+    stop = start_operator(settings, NS)
     client = Cluster(api_url, kmock)
     client.audit = LocalFolderStore(tmp_path / "audit")
     try:
         yield client
     finally:
-        stop.set()
+        operator = stop()
         await asyncio.to_thread(operator.join, 30)
         assert not operator.is_alive(), "the operator did not stop within 30 s"
         await client.http.aclose()
