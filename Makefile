@@ -3,6 +3,11 @@
 #   make test   - install, then ruff, mypy --strict, import contracts and the whole test suite
 SHELL := /bin/bash
 UV := $(shell scripts/ensure-uv.sh)
+ifeq ($(UV),)
+$(error could not find or install uv: see the message of scripts/ensure-uv.sh above)
+endif
+# Scripts run by make (fetch-helm.sh inside the tests, sync-chart-crd.sh) reuse this uv instead of looking again.
+export UV
 export UV_PYTHON := 3.11
 
 .PHONY: setup demo demo-down test lint typecheck contracts pytest crd bench clean

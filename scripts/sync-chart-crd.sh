@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-uv="$(command -v uv || "$root/scripts/ensure-uv.sh")"
+uv="$("$root/scripts/ensure-uv.sh")"
 "$uv" run --frozen steward crd -o crds/modeldeployment.yaml
 cp crds/modeldeployment.yaml charts/steward/crds/modeldeployment.yaml
 echo "copied crds/modeldeployment.yaml to charts/steward/crds/modeldeployment.yaml" >&2
