@@ -6,7 +6,9 @@ writers racing for the same position cannot both win, and nobody can rewrite his
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -55,7 +57,7 @@ def record_name(seq: int) -> str:
 
 
 class LocalFolderStore:
-    """One file per record under `<root>/<namespace>/<name>/`, created exclusively (O_EXCL)."""
+    """One file per record under `<root>/<namespace>/<name>/`, published atomically and never replaced."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -79,17 +81,38 @@ class LocalFolderStore:
 
     def append(self, record: AuditRecord) -> None:
         folder = self._dir(record.deployment.key)
+        final = folder / record_name(record.seq)
+        data = record.model_dump_json().encode()
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            # Written whole under a name no reader looks at, then published: a crash leaves at most a stray
+            # temp file, never a torn record that would block the trail.
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{final.name}.", suffix=".tmp")
         except OSError as exc:
-            raise StoreUnavailable(f"cannot create the audit folder {folder}: {exc.strerror}") from exc
+            raise StoreUnavailable(f"cannot write the audit folder {folder}: {exc.strerror}") from exc
         try:
-            fd = os.open(folder / record_name(record.seq), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            # link(), unlike rename(), refuses to replace an existing name: publishing is atomic and keeps
+            # O_EXCL's promise that a stored sequence number is never overwritten.
+            os.link(tmp, final)
+            _fsync_dir(folder)
         except FileExistsError as exc:
             raise RecordExists(f"{record.deployment.key} seq {record.seq} is already stored") from exc
         except OSError as exc:
             raise StoreUnavailable(f"cannot write the audit folder {folder}: {exc.strerror}") from exc
-        with os.fdopen(fd, "wb") as f:
-            f.write(record.model_dump_json().encode())
-            f.flush()
-            os.fsync(f.fileno())
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """The new name itself must survive a power cut, not only the file's bytes."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -91,3 +92,47 @@ def test_an_unwritable_root_is_unavailable(tmp_path: Path) -> None:
 
     with pytest.raises(StoreUnavailable, match=r"cannot (create|write) the audit folder"):
         store.append(chain(CREDIT, 1)[0])
+
+
+class _CrashingFile:
+    """A file whose write stops halfway, as a process killed mid-write leaves it."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+
+    def __enter__(self) -> _CrashingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.real.close()  # type: ignore[attr-defined]
+
+    def write(self, data: bytes) -> int:
+        self.real.write(data[: len(data) // 2])  # type: ignore[attr-defined]
+        raise OSError(5, "crash mid-write")
+
+
+def test_a_write_cut_off_midway_leaves_no_record_and_the_trail_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalFolderStore(tmp_path)
+    first = chain(CREDIT, 1)[0]
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: _CrashingFile(real_fdopen(fd, mode)))
+
+    with pytest.raises(StoreUnavailable):
+        store.append(first)
+
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert store.read("risk/credit") == []  # no torn record blocks the reader
+    store.append(first)  # nor the next writer of that position
+    assert store.read("risk/credit") == [first]
+
+
+def test_a_stray_temp_file_from_a_crash_is_not_a_record(tmp_path: Path) -> None:
+    store = LocalFolderStore(tmp_path)
+    folder = tmp_path / "risk" / "credit"
+    folder.mkdir(parents=True)
+    (folder / f".{record_name(1)}.x1y2.tmp").write_bytes(b"")
+
+    records = stored(store, chain(CREDIT, 2))
+    assert store.read("risk/credit") == records
