@@ -6,7 +6,6 @@ writers racing for the same position cannot both win, and nobody can rewrite his
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -94,8 +93,8 @@ class LocalFolderStore:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                os.fchmod(f.fileno(), 0o444)
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o444)
             # link(), unlike rename(), refuses to replace an existing name: publishing is atomic and keeps
             # O_EXCL's promise that a stored sequence number is never overwritten.
             os.link(tmp, final)
@@ -105,8 +104,7 @@ class LocalFolderStore:
         except OSError as exc:
             raise StoreUnavailable(f"cannot write the audit folder {folder}: {exc.strerror}") from exc
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _fsync_dir(folder: Path) -> None:
