@@ -103,11 +103,51 @@ class Analysis(_Wire):
         float | None,
         Field(ge=0, le=1, description="Highest error rate above stable's in the same window, in points."),
     ] = None
-    max_latency_p95_ms: Annotated[float | None, Field(gt=0, description="Highest p95 latency.")] = None
-    max_latency_p99_ms: Annotated[float | None, Field(gt=0, description="Highest p99 latency.")] = None
-    max_latency_p95_ratio: Annotated[
-        float | None, Field(gt=0, description="Highest p95 latency as a multiple of stable's, e.g. 1.5.")
+    max_rejection_rate: Annotated[
+        float | None,
+        Field(
+            ge=0, le=1, description="Highest rejection rate (4xx share) of the new version; off unless set."
+        ),
     ] = None
+    max_rejection_rate_increase: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1,
+            description="Highest rejection rate (4xx share) above stable's in the same window, in points: a "
+            "version that refuses input stable accepts fails. 1 turns this off.",
+        ),
+    ] = 0.05
+    max_latency_p95_ms: Annotated[
+        float | None,
+        Field(gt=0, description="Highest p95 latency in ms, whatever stable's; off unless set."),
+    ] = None
+    max_latency_p99_ms: Annotated[
+        float | None,
+        Field(gt=0, description="Highest p99 latency in ms, whatever stable's; off unless set."),
+    ] = None
+    max_latency_p95_ratio: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="Highest p95 latency as a multiple of stable's in the same window, so that a machine "
+            "slowing down for both versions fails neither. A large value (e.g. 1000) turns this off.",
+        ),
+    ] = 1.5
+    max_latency_p95_increase_ms: Annotated[
+        float | None,
+        Field(
+            gt=0, description="Highest p95 latency above stable's in the same window, in ms; off unless set."
+        ),
+    ] = None
+    latency_tolerance_ms: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="A p95 at most this many ms above stable's passes maxLatencyP95Ratio whatever the "
+            "ratio: at a few ms, a ratio measures noise.",
+        ),
+    ] = 10.0
     max_disagreement: Annotated[
         float | None,
         Field(
@@ -257,6 +297,9 @@ class VersionWindow(_Status):
     requests: int = 0
     errors: int = 0
     error_rate: float | None = None
+    # 4xx answers: input the version refused.
+    rejected: int = 0
+    rejection_rate: float | None = None
     latency_p95_ms: float | None = None
     latency_p99_ms: float | None = None
 

@@ -92,7 +92,7 @@ class TrafficCounts(_Frozen):
     requests: int = 0
     # 5xx answers and failed calls: the version's fault.
     errors: int = 0
-    # 4xx answers from the version (input it refused): counted, not judged, since stable sees the same input.
+    # 4xx answers from the version (input it refused): judged against stable's share of the same input.
     rejected: int = 0
     # len(LATENCY_BUCKETS_MS) + 1 counts: bucket i holds latencies in (bound[i-1], bound[i]], the last the
     # rest.

@@ -159,6 +159,10 @@ def _rate(window: VersionWindow) -> str:
     return "-" if window.error_rate is None else f"{window.error_rate * 100:.2f}%"
 
 
+def _rejected(window: VersionWindow) -> str:
+    return "-" if window.rejection_rate is None else f"{window.rejection_rate * 100:.2f}%"
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -167,7 +171,17 @@ def windows_table(windows: list[WindowResult]) -> Table:
     table = Table(
         title="analysis windows (new / stable)", box=None, header_style="bold", title_justify="left"
     )
-    for column in ("ENDED (UTC)", "VERDICT", "REQUESTS", "ERROR RATE", "P95 MS", "P99 MS", "DISAGREEMENT"):
+    columns = (
+        "ENDED (UTC)",
+        "VERDICT",
+        "REQUESTS",
+        "ERROR RATE",
+        "REJECTED",
+        "P95 MS",
+        "P99 MS",
+        "DISAGREEMENT",
+    )
+    for column in columns:
         table.add_column(column, no_wrap=True)
     table.add_column("SUMMARY", overflow="fold")
     for w in windows:
@@ -177,6 +191,7 @@ def windows_table(windows: list[WindowResult]) -> Table:
             Text(w.verdict.value, style=_VERDICT_STYLE[w.verdict]),
             _pair(str(w.canary.requests), str(w.stable.requests)),
             _pair(_rate(w.canary), _rate(w.stable)),
+            _pair(_rejected(w.canary), _rejected(w.stable)),
             _pair(_ms(w.canary.latency_p95_ms), _ms(w.stable.latency_p95_ms)),
             _pair(_ms(w.canary.latency_p99_ms), _ms(w.stable.latency_p99_ms)),
             disagreement,

@@ -61,17 +61,103 @@ def figures(counts: TrafficCounts) -> VersionWindow:
         requests=counts.requests,
         errors=counts.errors,
         error_rate=counts.errors / counts.requests if counts.requests else None,
+        rejected=counts.rejected,
+        rejection_rate=counts.rejected / counts.requests if counts.requests else None,
         latency_p95_ms=latency_quantile_ms(counts.latency_ms_buckets, 0.95),
         latency_p99_ms=latency_quantile_ms(counts.latency_ms_buckets, 0.99),
     )
+
+
+# Rates are ratios of integers: 0.15 - 0.10 must not exceed a 0.05 threshold by a rounding error.
+_EPSILON = 1e-9
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%".replace(".0%", "%")
 
 
+def _points(x: float) -> str:
+    return f"{100 * x:.1f}".removesuffix(".0") + " points"
+
+
 def _ms(x: float) -> str:
     return f"{x:.0f} ms" if x >= 10 else f"{x:.1f} ms"
+
+
+@dataclass
+class _Gates:
+    """What the gates found: failures decide the window; otherwise a gate that needed a figure it could not
+    have makes it inconclusive."""
+
+    failures: list[str]
+    missing: list[str]
+
+
+def _error_gates(
+    analysis: Analysis, canary: VersionWindow, stable: VersionWindow, over: str, g: _Gates
+) -> None:
+    rate = canary.error_rate or 0.0
+    if rate > analysis.max_error_rate + _EPSILON:
+        g.failures.append(f"error rate {_pct(rate)} > {_pct(analysis.max_error_rate)} {over}")
+    increase, stable_rate = analysis.max_error_rate_increase, stable.error_rate
+    if increase is not None and stable_rate is not None and rate - stable_rate > increase + _EPSILON:
+        g.failures.append(
+            f"error rate {_pct(rate)} exceeds stable's {_pct(stable_rate)} by more than "
+            f"{_pct(increase)} {over}"
+        )
+
+
+def _rejection_gates(
+    analysis: Analysis, canary: VersionWindow, stable: VersionWindow | None, over: str, g: _Gates
+) -> None:
+    """Refusing input is failing too when stable accepts it; refusing what stable refuses is not."""
+    rate = canary.rejection_rate or 0.0
+    bound = analysis.max_rejection_rate
+    if bound is not None and rate > bound + _EPSILON:
+        g.failures.append(f"rejection rate {_pct(rate)} > {_pct(bound)} {over}")
+    increase = analysis.max_rejection_rate_increase
+    if stable is None:
+        # Stable's rate is at least 0: a canary rejecting no more than the allowed increase passes anyway.
+        if rate > increase + _EPSILON:
+            g.missing.append(f"rejection rate {_pct(rate)}")
+        return
+    stable_rate = stable.rejection_rate or 0.0
+    if rate - stable_rate > increase + _EPSILON:
+        g.failures.append(
+            f"rejection rate {_pct(rate)} vs stable {_pct(stable_rate)} "
+            f"(+{_points(rate - stable_rate)} > {_points(increase)}) {over}"
+        )
+
+
+def _latency_gates(
+    analysis: Analysis, canary: VersionWindow, stable: VersionWindow | None, over: str, g: _Gates
+) -> None:
+    """Judged against stable in the same window by default, so that a machine slowing down for both fails
+    neither; absolute bounds only where the spec sets them."""
+    p95, p99 = canary.latency_p95_ms, canary.latency_p99_ms
+    if analysis.max_latency_p95_ms is not None and p95 is not None and p95 > analysis.max_latency_p95_ms:
+        g.failures.append(f"latency p95 {_ms(p95)} > {_ms(analysis.max_latency_p95_ms)} {over}")
+    if analysis.max_latency_p99_ms is not None and p99 is not None and p99 > analysis.max_latency_p99_ms:
+        g.failures.append(f"latency p99 {_ms(p99)} > {_ms(analysis.max_latency_p99_ms)} {over}")
+    if p95 is None:
+        return
+    stable_p95 = stable.latency_p95_ms if stable is not None else None
+    ratio, tolerance = analysis.max_latency_p95_ratio, analysis.latency_tolerance_ms
+    increase = analysis.max_latency_p95_increase_ms
+    if stable_p95 is None:
+        # Stable's p95 is at least 0: a canary within the tolerance (or the increase) passes anyway.
+        if p95 > tolerance or (increase is not None and p95 > increase):
+            g.missing.append(f"latency p95 {_ms(p95)}")
+        return
+    if p95 > ratio * stable_p95 and p95 - stable_p95 > tolerance:
+        g.failures.append(
+            f"latency p95 {_ms(p95)} > {ratio:g} x stable's {_ms(stable_p95)} "
+            f"(+{_ms(p95 - stable_p95)} > {_ms(tolerance)} tolerated) {over}"
+        )
+    if increase is not None and p95 - stable_p95 > increase:
+        g.failures.append(
+            f"latency p95 {_ms(p95)} exceeds stable's {_ms(stable_p95)} by more than {_ms(increase)} {over}"
+        )
 
 
 def judge_window(
@@ -108,42 +194,54 @@ def judge_window(
             f"{analysis.min_requests} are needed to judge it",
         )
     over = f"over {n} requests"
-    failures: list[str] = []
-    rate = canary.error_rate or 0.0
-    if rate > analysis.max_error_rate:
-        failures.append(f"error rate {_pct(rate)} > {_pct(analysis.max_error_rate)} {over}")
-    increase, stable_rate = analysis.max_error_rate_increase, stable.error_rate
-    if increase is not None and stable_rate is not None and rate - stable_rate > increase:
-        failures.append(
-            f"error rate {_pct(rate)} exceeds stable's {_pct(stable_rate)} by more than "
-            f"{_pct(increase)} {over}"
-        )
-    p95, p99 = canary.latency_p95_ms, canary.latency_p99_ms
-    if analysis.max_latency_p95_ms is not None and p95 is not None and p95 > analysis.max_latency_p95_ms:
-        failures.append(f"latency p95 {_ms(p95)} > {_ms(analysis.max_latency_p95_ms)} {over}")
-    if analysis.max_latency_p99_ms is not None and p99 is not None and p99 > analysis.max_latency_p99_ms:
-        failures.append(f"latency p99 {_ms(p99)} > {_ms(analysis.max_latency_p99_ms)} {over}")
-    ratio = analysis.max_latency_p95_ratio
-    stable_p95 = stable.latency_p95_ms if stable.requests >= analysis.min_requests else None
-    if ratio is not None and p95 is not None and stable_p95 and p95 > ratio * stable_p95:
-        failures.append(f"latency p95 {_ms(p95)} > {ratio:g} x stable's {_ms(stable_p95)} {over}")
+    # Stable's figures are compared only when it saw enough requests to have figures worth comparing.
+    baseline = stable if stable.requests >= analysis.min_requests else None
+    gates = _Gates(failures=[], missing=[])
+    _error_gates(analysis, canary, stable, over, gates)
+    _rejection_gates(analysis, canary, baseline, over, gates)
+    _latency_gates(analysis, canary, baseline, over, gates)
+    pending: str | None = None
     if analysis.max_disagreement is not None:
         if compared < analysis.min_requests:
-            return judged(
-                Verdict.INCONCLUSIVE,
+            pending = (
                 f"only {compared} shadowed request(s) compared in the window; "
-                f"{analysis.min_requests} are needed to judge disagreement",
+                f"{analysis.min_requests} are needed to judge disagreement"
             )
-        if disagreement is not None and disagreement > analysis.max_disagreement:
-            failures.append(
+        elif disagreement is not None and disagreement > analysis.max_disagreement:
+            gates.failures.append(
                 f"disagreement with stable {_pct(disagreement)} > {_pct(analysis.max_disagreement)} "
                 f"over {compared} compared requests"
             )
-    if failures:
-        return judged(Verdict.FAIL, "; ".join(failures))
-    summary = f"error rate {_pct(rate)} <= {_pct(analysis.max_error_rate)}"
+    if gates.failures:
+        return judged(Verdict.FAIL, "; ".join(gates.failures))
+    if gates.missing:
+        return judged(
+            Verdict.INCONCLUSIVE,
+            f"only {stable.requests} request(s) reached stable version {stable_version} in the window; "
+            f"{analysis.min_requests} are needed to compare {' and '.join(gates.missing)} with it {over}",
+        )
+    if pending is not None:
+        return judged(Verdict.INCONCLUSIVE, pending)
+    return judged(Verdict.PASS, _passed(analysis, canary, baseline, disagreement, over))
+
+
+def _passed(
+    analysis: Analysis,
+    canary: VersionWindow,
+    stable: VersionWindow | None,
+    disagreement: float | None,
+    over: str,
+) -> str:
+    rate, rejected = canary.error_rate or 0.0, canary.rejection_rate or 0.0
+    parts = [f"error rate {_pct(rate)} <= {_pct(analysis.max_error_rate)}"]
+    if stable is None:
+        parts.append(f"rejection rate {_pct(rejected)}")
+    else:
+        parts.append(f"rejection rate {_pct(rejected)} vs stable {_pct(stable.rejection_rate or 0.0)}")
+    p95 = canary.latency_p95_ms
     if p95 is not None:
-        summary += f", p95 {_ms(p95)}"
+        stable_p95 = stable.latency_p95_ms if stable is not None else None
+        parts.append(f"p95 {_ms(p95)}" + ("" if stable_p95 is None else f" vs stable {_ms(stable_p95)}"))
     if disagreement is not None:
-        summary += f", disagreement {_pct(disagreement)}"
-    return judged(Verdict.PASS, f"{summary} {over}")
+        parts.append(f"disagreement {_pct(disagreement)}")
+    return f"{', '.join(parts)} {over}"

@@ -26,22 +26,29 @@ def _bucket(latency_ms: float) -> int:
 class Counter:
     requests: int = 0
     errors: int = 0
+    rejected: int = 0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
 
-    def add(self, n: int, error_share: float, latency_ms: float) -> None:
+    def add(self, n: int, b: Behaviour) -> None:
         self.requests += n
-        self.errors += round(n * error_share)
-        self.buckets[_bucket(latency_ms)] += n
+        self.errors += round(n * b.error_share)
+        self.rejected += round(n * b.reject_share)
+        self.buckets[_bucket(b.latency_ms)] += n
 
     def counts(self) -> TrafficCounts:
         return TrafficCounts(
-            requests=self.requests, errors=self.errors, latency_ms_buckets=list(self.buckets)
+            requests=self.requests,
+            errors=self.errors,
+            rejected=self.rejected,
+            latency_ms_buckets=list(self.buckets),
         )
 
 
 @dataclass
 class Behaviour:
     error_share: float = 0.0
+    # 4xx answers: input the version refuses
+    reject_share: float = 0.0
     latency_ms: float = 4.0
     disagree_share: float = 0.0
 
@@ -100,14 +107,14 @@ class World:
             n = n_total * weight // 100
             if n:
                 b = self.behaviour.get(version, Behaviour())
-                self.live.setdefault(version, Counter()).add(n, b.error_share, b.latency_ms)
+                self.live.setdefault(version, Counter()).add(n, b)
         if config.shadow is not None:
             target = config.shadow.version
             mirrored = sum(n_total * w // 100 for v, w in config.weights.items() if v != target)
             n = mirrored * config.shadow.percent // 100
             if n:
                 b = self.behaviour.get(target, Behaviour())
-                self.shadow.setdefault(target, Counter()).add(n, b.error_share, b.latency_ms)
+                self.shadow.setdefault(target, Counter()).add(n, b)
                 old = self.pairs.get(target, PairCounts())
                 self.pairs[target] = PairCounts(
                     compared=old.compared + n, disagreed=old.disagreed + round(n * b.disagree_share)
