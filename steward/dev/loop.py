@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,6 +21,7 @@ from steward.api.model_deployment import ModelDeployment
 from steward.dev.store import LocalStore, StoredObject
 from steward.operator.actions import EventType
 from steward.operator.core import retry_delay_s
+from steward.operator.pacing import next_pass
 from steward.operator.reconciler import EventSink, Reconciler
 
 log = logging.getLogger(__name__)
@@ -35,14 +37,16 @@ class ControlLoop:
         store: LocalStore,
         reconciler: Reconciler,
         clock: Callable[[], datetime] = _utcnow,
+        draw: Callable[[], float] = random.random,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
         self.clock = clock
-        # key -> (when to try again, attempts so far): backoff for temporary problems, in memory only.
-        self._backoff: dict[str, tuple[datetime, int]] = {}
-        # key -> when to look again although nothing changed: soon during a rollout, else the resync interval.
-        self._next_pass: dict[str, datetime] = {}
+        # The backoff's jitter: a uniform number in [0, 1] per retry.
+        self.draw = draw
+        # key -> (when to look again although nothing changed, failed passes in a row), as the operator's
+        # per-object loop paces itself (steward.operator.pacing): in memory only.
+        self._pace: dict[str, tuple[datetime, int]] = {}
 
     def _events(self, namespace: str, name: str) -> EventSink:
         def post(type_: EventType, reason: str, message: str) -> None:
@@ -70,18 +74,11 @@ class ControlLoop:
                 self._finalize(obj, now)
 
     def _due(self, key: str, now: datetime) -> bool:
-        """Backoff after a temporary problem; otherwise the resync interval, as Kopf's timer does."""
-        if key in self._backoff:
-            return now >= self._backoff[key][0]
-        due = self._next_pass.get(key)
-        return due is None or now >= due
+        due = self._pace.get(key)
+        return due is None or now >= due[0]
 
-    def _record_outcome(self, key: str, now: datetime, retry: bool, max_delay_s: float) -> None:
-        if not retry:
-            self._backoff.pop(key, None)
-            return
-        _, attempts = self._backoff.get(key, (now, 0))
-        self._backoff[key] = (now + timedelta(seconds=retry_delay_s(attempts, max_delay_s)), attempts + 1)
+    def _attempts(self, key: str) -> int:
+        return self._pace.get(key, (None, 0))[1]
 
     def _reconcile(self, manifest: ModelDeployment, now: datetime) -> None:
         obj = self.store.admit(manifest, now)
@@ -90,12 +87,15 @@ class ControlLoop:
         if not changed and not self._due(key, now):
             return
         decision = self.reconciler.reconcile(obj.resource(), now, self._events(obj.namespace, obj.name))
-        wait_s = decision.requeue_after_s
-        if wait_s is None:
-            wait_s = self.reconciler.config.resync_interval_s
-        self._next_pass[key] = now + timedelta(seconds=wait_s)
         self.store.set_status(obj.namespace, obj.name, decision.status)
-        self._record_outcome(key, now, decision.retry, self.reconciler.config.retry_max_delay_s)
+        pace = next_pass(
+            retry=decision.retry,
+            requeue_after_s=decision.requeue_after_s,
+            attempts=self._attempts(key),
+            config=self.reconciler.config,
+            draw=self.draw(),
+        )
+        self._pace[key] = (now + timedelta(seconds=pace.after_s), pace.attempts)
 
     def _finalize(self, obj: StoredObject, now: datetime) -> None:
         key = f"{obj.namespace}/{obj.name}"
@@ -110,11 +110,12 @@ class ControlLoop:
         )
         if decision.release_finalizer:
             self.store.forget(obj.namespace, obj.name)
-            self._backoff.pop(key, None)
-            self._next_pass.pop(key, None)
+            self._pace.pop(key, None)
             log.info("%s deleted", key)
         else:
-            self._record_outcome(key, now, True, 10.0)
+            attempts = self._attempts(key)
+            delay_s = retry_delay_s(attempts, 10.0, draw=self.draw())
+            self._pace[key] = (now + timedelta(seconds=delay_s), attempts + 1)
 
     def run(self, interval_s: float, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -379,6 +379,8 @@ def deletion_actions(md: ModelDeployment, config: OperatorConfig) -> list[Action
     return [DeleteServeApplication(ray_address(md, config), app_name(md))]
 
 
-def retry_delay_s(attempt: int, max_delay_s: float) -> float:
-    """Exponential backoff for temporary problems: 1, 2, 4, ... seconds, capped."""
-    return float(min(max_delay_s, 2 ** min(attempt, 16)))
+def retry_delay_s(attempt: int, max_delay_s: float, *, draw: float) -> float:
+    """Exponential backoff with full jitter for temporary problems: uniform in [0, min(cap, 2**attempt)) seconds,
+    `draw` being the caller's uniform random number in [0, 1] (pure: the caller owns the randomness). Jitter
+    spreads the retries of many objects that failed on one outage instead of sending them back together."""
+    return float(min(max_delay_s, 2 ** min(attempt, 16))) * min(1.0, max(0.0, draw))

@@ -1,40 +1,42 @@
-"""Kopf handlers: parse the resource, run one reconcile pass, write status. Nothing else lives here.
+"""Kopf handlers: wire each ModelDeployment to its one reconcile loop, the webhook and the finalizer.
 
-Run with `kopf run -m steward.operator.handlers` (the chart does). Reconciles on create, spec change and
-operator start (resume), and re-observes on a timer so that status follows Ray and MLflow, not just edits.
+Run with `kopf run -m steward.operator.handlers` (the chart does). Each object gets one daemon
+(`steward.operator.object_loop`), the only path that decides and writes its status: it passes at once when the
+object appears (created, or found at the operator's start) or its inputs change (spec, a rollout command), and
+otherwise when the next pass is due (soon while a rollout runs, else the resync interval; backing off with
+jitter after failures). Kopf's change notifications only wake it. Its state lives in Kopf's per-object memo.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import logging
-import threading
+import random
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
 
-from steward.api.model_deployment import GROUP, PLURAL, VERSION, ModelDeployment, ModelDeploymentStatus
+from steward.api.model_deployment import GROUP, PLURAL, VERSION
 from steward.operator.actions import EventType
 from steward.operator.admission import stamp
 from steward.operator.config import config_from_env
-from steward.operator.core import Decision, retry_delay_s
+from steward.operator.core import DeletionDecision, retry_delay_s
+from steward.operator.kopf_api import KopfObjectApi
+from steward.operator.object_loop import PassResult, object_state, run
 from steward.operator.reconciler import EventSink, Reconciler
 from steward.operator.resource import invalid_spec_status, parse_resource, status_patch
 
 FINALIZER = "steward.io/cleanup"
 CONFIG = config_from_env()
 _reconciler: Reconciler | None = None
-# uid -> monotonic time of the next timer pass: soon while a rollout runs, else the resync interval.
-_next_pass: dict[str, float] = {}
-# uid -> (when, status) of the last status this process wrote. A timer can fire before the watch stream has
-# delivered that write; deciding again from the older status would redo a transition (a manual command
-# applied twice), so such a tick waits for the stream to catch up.
-_written: dict[str, tuple[float, ModelDeploymentStatus]] = {}
-STALE_GRACE_S = 10.0
-# Kopf runs sync handlers in threads: a timer tick and a spec-change pass must not overlap on one object.
-_busy: dict[str, threading.Lock] = {}
+# Operator-wide (set at startup): the daemons write status through Kopf's client, which needs them.
+_settings: kopf.OperatorSettings | None = None
+_jitter = random.Random()
 
 
 def reconciler() -> Reconciler:
@@ -51,6 +53,8 @@ def reconciler() -> Reconciler:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _settings
+    _settings = settings
     settings.persistence.finalizer = FINALIZER
     # Status belongs to our schema (unknown fields would be pruned): keep Kopf's bookkeeping in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="steward.io")
@@ -92,9 +96,11 @@ def close(**_: Any) -> None:
         _reconciler.close()
 
 
-def _events_for(body: kopf.Body) -> EventSink:
+def _events_for(body: Mapping[str, Any]) -> EventSink:
     def post(type_: EventType, reason: str, message: str) -> None:
-        kopf.event(body, type=type_.value, reason=reason, message=message[:1024])
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, dict(body))), type=type_.value, reason=reason, message=message[:1024]
+        )
 
     return post
 
@@ -103,81 +109,62 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _parse(body: kopf.Body, patch: kopf.Patch) -> ModelDeployment:
+def _pass(body: dict[str, Any], changed: bool) -> PassResult:
+    """Parse, observe, decide, act (blocking: runs in a thread). The status is written by the caller."""
     try:
-        return parse_resource(body)
+        md = parse_resource(body)
     except ValidationError as exc:
-        # The API server's schema normally stops this; a CRD older than the operator may not.
-        patch.status.update(invalid_spec_status(body, exc, _now()))
-        raise kopf.PermanentError(f"invalid ModelDeployment spec: {exc}") from exc
-
-
-def _reconcile(md: ModelDeployment, body: kopf.Body, patch: kopf.Patch) -> Decision:
-    uid = str(body.metadata.uid)
+        # The API server's schema normally stops this; a CRD older than the operator may not. Said once per
+        # spec; the loop backs off until the spec changes.
+        if changed:
+            _events_for(body)(EventType.WARNING, "InvalidSpec", f"invalid ModelDeployment spec: {exc}")
+        return PassResult(invalid_spec_status(body, exc, _now()), retry=True, requeue_after_s=None)
     decision = reconciler().reconcile(md, _now(), _events_for(body))
-    patch.status.update(status_patch(decision.status))
-    _written[uid] = (time.monotonic(), decision.status)
-    wait_s = decision.requeue_after_s if decision.requeue_after_s is not None else CONFIG.resync_interval_s
-    _next_pass[uid] = time.monotonic() + wait_s
-    return decision
+    return PassResult(status_patch(decision.status), decision.retry, decision.requeue_after_s)
 
 
-def _lock(uid: str) -> threading.Lock:
-    return _busy.setdefault(uid, threading.Lock())
+async def _work(body: dict[str, Any], changed: bool) -> PassResult:
+    return await asyncio.to_thread(_pass, body, changed)
 
 
-def _behind(uid: str, md: ModelDeployment) -> bool:
-    """Is this body older than the status this process last wrote (the watch stream not caught up yet)?"""
-    written = _written.get(uid)
-    if written is None:
-        return False
-    at, status = written
-    return md.status != status and time.monotonic() - at < STALE_GRACE_S
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def wake(memo: kopf.Memo, **_: Any) -> None:
+    """Every change (spec, a rollout command, our own status write) only wakes the object's loop, which
+    decides whether anything is due; nothing here reconciles."""
+    object_state(memo).wake.set()
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-def reconcile(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
-    # A spec change arrives on the watch stream after our own last status write: its body is current.
-    with _lock(str(body.metadata.uid)):
-        decision = _reconcile(_parse(body, patch), body, patch)
-    if decision.retry:
-        raise kopf.TemporaryError(decision.retry_reason, delay=retry_delay_s(retry, CONFIG.retry_max_delay_s))
+@kopf.daemon(GROUP, VERSION, PLURAL, id="reconcile")
+async def reconcile_loop(
+    body: kopf.Body,
+    memo: kopf.Memo,
+    stopped: kopf.DaemonStopped,
+    resource: kopf.Resource,
+    logger: Any,
+    **_: Any,
+) -> None:
+    """The object's one reconcile path; `body` is Kopf's live view, following the watch stream."""
+    if _settings is None:
+        raise kopf.PermanentError("the operator's settings are not known: the startup handler did not run")
+    api = KopfObjectApi(_settings, resource, body.metadata.namespace, body.metadata.name, logger)
+    await run(object_state(memo), body, api, _work, CONFIG, stopped, time.monotonic, _jitter.random)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.rollout_tick_s, initial_delay=CONFIG.rollout_tick_s)
-def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Level-triggered: re-observe Ray and MLflow even when nobody edits the resource. The timer ticks at
-    the rollout pace; a deployment with no rollout is looked at only every resync interval. Manual rollout
-    commands (annotations) are picked up by this tick too."""
-    if body.metadata.get("deletionTimestamp"):
-        return
-    uid = str(body.metadata.uid)
-    if time.monotonic() < _next_pass.get(uid, 0.0):
-        return
-    lock = _lock(uid)
-    if not lock.acquire(blocking=False):
-        return  # a spec-change pass is running; the next tick looks again
-    try:
-        md = _parse(body, patch)
-        if not _behind(uid, md):
-            _reconcile(md, body, patch)
-    finally:
-        lock.release()
+def _finalize(body: dict[str, Any]) -> DeletionDecision:
+    md = parse_resource(body, lenient=True)
+    requested = (body.get("metadata") or {}).get("deletionTimestamp")
+    requested_at = datetime.fromisoformat(requested.replace("Z", "+00:00")) if requested else _now()
+    return reconciler().finalize(md, requested_at, _now(), _events_for(body))
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def cleanup(body: kopf.Body, retry: int, **_: Any) -> None:
-    md = parse_resource(body, lenient=True)
-    requested = body.metadata.get("deletionTimestamp")
-    requested_at = datetime.fromisoformat(requested.replace("Z", "+00:00")) if requested else _now()
-    for memo in (_next_pass, _written, _busy):
-        memo.pop(str(body.metadata.uid), None)
-    decision = reconciler().finalize(md, requested_at, _now(), _events_for(body))
+async def cleanup(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    async with object_state(memo).busy:  # a pass of the object's loop finishes first, never overlaps
+        decision = await asyncio.to_thread(_finalize, copy.deepcopy(dict(body)))
     if not decision.release_finalizer:
         raise kopf.TemporaryError(
-            "waiting for Ray Serve to remove the application", delay=retry_delay_s(retry, 10.0)
+            "waiting for Ray Serve to remove the application",
+            delay=retry_delay_s(retry, 10.0, draw=_jitter.random()),
         )
 
 

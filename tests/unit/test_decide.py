@@ -9,7 +9,7 @@ from builders import CONFIG, NOTHING, T0, desired, md, resolved, serving
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
 from steward.operator.actions import ApplyServeApplications, DeleteServeApplication, EventType, PostEvent
-from steward.operator.core import Decision, decide, decide_deletion, deletion_actions, retry_delay_s
+from steward.operator.core import Decision, decide, decide_deletion, deletion_actions
 from steward.operator.observations import Observations, Problem
 from steward.operator.status import find
 
@@ -228,10 +228,6 @@ def test_deletion(case, problem, waited_s, release, warnings):
 
 def test_deletion_removes_the_application_by_name():
     assert deletion_actions(md(), CONFIG) == [DeleteServeApplication("http://ray:8265", "risk-credit")]
-
-
-def test_retry_backoff_grows_and_caps():
-    assert [retry_delay_s(a, 60) for a in range(8)] == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
 def test_condition_statuses_are_kubernetes_strings():
