@@ -41,6 +41,9 @@ class Reason(StrEnum):
 
 
 class Phase(StrEnum):
+    # The stored status could not be read: nothing moves on Ray until it is rebuilt from what Ray serves.
+    STATUS_UNREADABLE = "StatusUnreadable"
+    STATUS_RECOVERED = "StatusRecovered"
     """A one-word summary for printer columns, derived from the conditions."""
 
     PENDING = "Pending"

@@ -252,3 +252,8 @@ class ModelDeployment(BaseModel):
     @property
     def key(self) -> str:
         return f"{self.metadata.namespace}/{self.metadata.name}"
+    # Never read from the wire: parse_resource sets them when the stored status could not be read whole.
+    # Why stable or rollout, the parts decide() acts on, could not be read; None when they could.
+    status_unreadable: Annotated[str | None, Field(exclude=True)] = None
+    # Other parts of status that were dropped (they are rebuilt), e.g. "conditions.2.reason: ...".
+    status_dropped: Annotated[tuple[str, ...], Field(exclude=True)] = ()

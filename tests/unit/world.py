@@ -139,7 +139,10 @@ class World:
                 for config in action.app_configs:
                     self.apps[config["name"]] = config
         self.decisions.append(decision)
-        self.resource = self.resource.model_copy(update={"status": decision.status})
+        # As read back from the API server: the status just written, which reads whole.
+        self.resource = self.resource.model_copy(
+            update={"status": decision.status, "status_unreadable": None, "status_dropped": ()}
+        )
         return decision
 
     def run(self, seconds: float, tick: float = 2.0) -> None:
