@@ -1,4 +1,5 @@
-"""The router's own traffic figures, read over HTTP from `<endpoint>/-/stats` (see steward.serving.app)."""
+"""The router's own traffic figures, read over HTTP from `<endpoint>/-/stats` (see steward.serving.app) with
+the router's read token (steward.api.serve_app.router_access): the route is public, its reads are not."""
 
 from __future__ import annotations
 
@@ -16,15 +17,21 @@ class RouterStatsClient:
     def close(self) -> None:
         self._http.close()
 
-    def read(self, endpoint: str) -> TrafficStats:
+    def read(self, endpoint: str, read_token: str | None) -> TrafficStats:
         url = endpoint.rstrip("/") + STATS_PATH
+        headers = {"Authorization": f"Bearer {read_token}"} if read_token else {}
         try:
-            response = self._http.get(url)
+            response = self._http.get(url, headers=headers)
         except httpx.HTTPError as exc:
             raise Unreachable(f"the router's traffic figures at {url} are unreachable: {exc}") from exc
         if response.status_code == 404:
             # The proxy learns a new route a moment after the application starts.
             raise NotReady(f"no Steward router answers at {url} yet (is the router application running?)")
+        if response.status_code == 401:
+            # Temporary: a router whose config predates the operator's secret gets the new token with the next
+            # plan. It lasts only if the operator has no secret, or two operators derive different ones.
+            missing = "" if read_token else " (it has none: set STEWARD_ROUTER_SECRET_PATH or a Ray token)"
+            raise Unreachable(f"the router at {url} refused the operator's read token{missing}")
         if response.status_code != 200:
             raise Unreachable(f"the router at {url} answered {response.status_code}: {response.text[:300]}")
         try:

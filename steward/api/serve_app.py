@@ -12,6 +12,9 @@ and stickiness live in the router's `user_config`, which Ray applies in place.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -22,7 +25,8 @@ ROUTER_IMPORT_PATH = "steward.serving.app:build_router"
 VERSION_IMPORT_PATH = "steward.serving.app:build_version"
 ROUTER_DEPLOYMENT = "Router"
 RECORDER_DEPLOYMENT = "Recorder"
-# Served by the router under its route prefix: cumulative traffic figures and the recent shadow pairs.
+# Served by the router under its route prefix, to callers with the router's read token only (every GET,
+# metadata at "/" included): cumulative traffic figures and the recent shadow pairs.
 STATS_PATH = "/-/stats"
 SHADOW_PATH = "/-/shadow"
 # Upper bounds of the latency histogram, in milliseconds; one more bucket counts everything slower.
@@ -32,13 +36,67 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
 )  # fmt: skip
 
 
+def router_app_name(namespace: str, name: str) -> str:
+    """`<namespace>.<name>`: injective, since neither a namespace nor a ModelDeployment's name (DNS labels,
+    at most 63 characters each) can hold a dot, and so at most 127 characters. Ray Serve puts no rule on
+    application names; version applications have always had a dot in theirs."""
+    return f"{namespace}.{name}"
+
+
 def version_app_name(router_app: str, version: str) -> str:
-    # A dot cannot occur in a Kubernetes name, so a version application never collides with a router app.
+    # Two dots: never another deployment's router (one dot), never another router's version app.
     return f"{router_app}.v{version}"
+
+
+def app_version(router_app: str, app: str) -> str | None:
+    """The model version `app` serves if it is one of `router_app`'s version applications, else None.
+
+    Exact, never by prefix: `team.fraud.v1x` or `team.fraud-x.v1` are someone else's."""
+    match = re.fullmatch(re.escape(router_app) + r"\.v([1-9][0-9]*)", app)
+    return None if match is None else match.group(1)
 
 
 def version_deployment_name(version: str) -> str:
     return f"model-v{version}"
+
+
+def _hmac_hex(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def router_secret_from_ray_token(ray_token: str) -> bytes:
+    """The operator secret when none is configured: derived, so the keys handed to routers reveal nothing of
+    the Ray token, and stable across operator restarts, so routers are not reconfigured by a restart."""
+    return _hmac_hex(ray_token.encode("utf-8"), "steward/router-secret").encode("ascii")
+
+
+class RouterAccess(BaseModel):
+    """One router's secrets, derived per ModelDeployment from the operator secret (`router_access`).
+
+    Per deployment, so that a token seen on one model's route (it travels with every stats read) opens no
+    other model's figures; two keys, so that the token, which travels, cannot un-hash customer keys.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    # Callers of any GET (metadata, figures, shadow pairs) present it as `Authorization: Bearer <token>`.
+    read_token: Annotated[str, Field(min_length=32, repr=False)]
+    # Keys the hash that stands for a sticky key in shadow pairs; it never leaves the router's config.
+    pseudonym_key: Annotated[str, Field(min_length=32, repr=False)]
+
+
+def router_access(secret: bytes, deployment: str) -> RouterAccess:
+    """Derived, not stored: the operator recomputes them for every plan and every stats read."""
+    return RouterAccess(
+        read_token=_hmac_hex(secret, f"steward/router-read-token/{deployment}"),
+        pseudonym_key=_hmac_hex(secret, f"steward/sticky-key-pseudonym/{deployment}"),
+    )
+
+
+def sticky_key_hash(pseudonym_key: str, sticky_key: str) -> str:
+    """What a shadow pair keeps instead of the customer's key: the same caller always maps to the same hash
+    (pairs stay linkable), and only a holder of the operator secret can test a guess."""
+    return _hmac_hex(pseudonym_key.encode("ascii"), sticky_key)
 
 
 class _Frozen(BaseModel):
@@ -75,6 +133,8 @@ class RouterConfig(_Frozen):
     weights: Annotated[dict[str, int], Field(description="version -> percent of live traffic")]
     shadow: ShadowConfig | None = None
     stickiness: Stickiness | None = None
+    # None: the router answers no GET at all and keeps no sticky key in shadow pairs (fails closed).
+    access: RouterAccess | None = None
 
     @model_validator(mode="after")
     def _weights_name_served_versions(self) -> RouterConfig:
@@ -131,7 +191,8 @@ class ShadowPair(_Frozen):
     primary_ms: float
     shadow_ms: float
     shadow_status: int
-    sticky_key: str | None = None
+    # `sticky_key_hash(pseudonym_key, key)` of the caller's sticky key; never the key itself.
+    sticky_key_hash: str | None = None
 
 
 class ShadowLog(_Frozen):

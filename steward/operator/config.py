@@ -23,6 +23,11 @@ class OperatorConfig:
     audit_s3_prefix: str = "steward-audit"
     audit_s3_endpoint: str | None = None
     audit_key_path: str | None = None
+    # The secret each router's read token and sticky-key pseudonym key derive from (per ModelDeployment, by
+    # HMAC): a file (a mounted Secret), else derived from the Ray token by the reconciler. Without one,
+    # routers answer no read, and rollouts cannot read their figures.
+    router_secret_path: str | None = None
+    router_secret: bytes | None = field(default=None, repr=False)
     resync_interval_s: float = 15.0
     retry_max_delay_s: float = 60.0
     deletion_timeout_s: float = 120.0
@@ -83,6 +88,7 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         audit_s3_prefix=env.get("STEWARD_AUDIT_S3_PREFIX", defaults.audit_s3_prefix),
         audit_s3_endpoint=env.get("STEWARD_AUDIT_S3_ENDPOINT") or None,
         audit_key_path=env.get("STEWARD_AUDIT_KEY_PATH") or None,
+        router_secret_path=env.get("STEWARD_ROUTER_SECRET_PATH") or None,
         resync_interval_s=float(env.get("STEWARD_RESYNC_INTERVAL_S", defaults.resync_interval_s)),
         retry_max_delay_s=float(env.get("STEWARD_RETRY_MAX_DELAY_S", defaults.retry_max_delay_s)),
         deletion_timeout_s=float(env.get("STEWARD_DELETION_TIMEOUT_S", defaults.deletion_timeout_s)),

@@ -18,7 +18,14 @@ from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_f
 from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
 from steward.api.model_deployment import AuditTrailStatus, ModelDeployment
-from steward.api.serve_app import RECORDER_DEPLOYMENT, ROUTER_DEPLOYMENT, TrafficStats, version_app_name
+from steward.api.serve_app import (
+    RECORDER_DEPLOYMENT,
+    ROUTER_DEPLOYMENT,
+    TrafficStats,
+    router_access,
+    router_secret_from_ray_token,
+    version_app_name,
+)
 from steward.audit.records import AuditAction, RecordDraft
 from steward.audit.store import AuditStore, LocalFolderStore
 from steward.audit.trail import AuditTrail
@@ -92,6 +99,26 @@ def serve_apps(applications: dict[str, ServeApplication], router_app: str) -> Se
     )
 
 
+def with_router_secret(config: OperatorConfig, ray_token: str | None) -> OperatorConfig:
+    """The configured secret file, else one derived from the Ray token (stable across restarts, and routers'
+    keys reveal nothing of it). Without either, routers answer no read: a warning, not a failure."""
+    if config.router_secret is not None:
+        return config
+    if config.router_secret_path:
+        secret = Path(config.router_secret_path).read_bytes().strip()
+        if not secret:
+            raise ValueError(f"the router secret file {config.router_secret_path} is empty")
+    elif ray_token:
+        secret = router_secret_from_ray_token(ray_token)
+    else:
+        log.warning(
+            "no router secret (STEWARD_ROUTER_SECRET_PATH) and no Ray token: routers will refuse every read, "
+            "so rollouts cannot read their traffic figures"
+        )
+        return config
+    return replace(config, router_secret=secret)
+
+
 def build_trail(config: OperatorConfig) -> AuditTrail | None:
     """The audit trail the configuration names: an S3 bucket, a local folder, or none."""
     key = Path(config.audit_key_path).read_bytes().strip() if config.audit_key_path else None
@@ -115,6 +142,7 @@ class Reconciler:
         # The trail the configuration names, unless a caller brings its own.
         self.trail = trail if trail is not None else build_trail(config)
         self.ray_token = ray_token if ray_token is not None else token_from_env()
+        self.config = with_router_secret(config, self.ray_token)
         self.registry = MlflowRegistry(config.tracking_uri)
         self.router_stats = RouterStatsClient()
         self._serve_clients: dict[str, RayServeClient] = {}
@@ -147,7 +175,11 @@ class Reconciler:
         if md.status.rollout is not None:
             # Only a rollout judges traffic; a steady deployment is not polled for it.
             try:
-                traffic = self.router_stats.read(self.config.endpoint_for(address, route_prefix(md)))
+                secret = self.config.router_secret
+                traffic = self.router_stats.read(
+                    self.config.endpoint_for(address, route_prefix(md)),
+                    None if secret is None else router_access(secret, md.key).read_token,
+                )
             except AdapterError as exc:
                 traffic = Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=exc.temporary)
         return Observations(model=model, serve=serve, traffic=traffic)

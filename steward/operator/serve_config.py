@@ -20,6 +20,7 @@ from steward.api.serve_app import (
     RouterConfig,
     ShadowConfig,
     VersionArgs,
+    router_access,
     version_app_name,
     version_deployment_name,
 )
@@ -76,6 +77,7 @@ def plan_router_app(
         weights=plan.weights,
         shadow=plan.shadow,
         stickiness=plan.stickiness,
+        access=None if config.router_secret is None else router_access(config.router_secret, md.key),
     )
     return {
         "name": app_name(md),

@@ -32,14 +32,23 @@ from steward.api.serve_app import (
     ShadowLog,
     ShadowPair,
     VersionArgs,
+    sticky_key_hash,
     version_deployment_name,
 )
-from steward.serving.scoring import Answer, ErrorCode, error, parse_json_body, score
+from steward.serving.http_answers import (
+    PAIR_LOG_SIZE,
+    READ_REFUSED,
+    bearer_token_matches,
+    parse_limit,
+    relative_path,
+    request_id,
+    respond,
+)
+from steward.serving.scoring import Answer, ErrorCode, error, parse_json_body, read_body, score
 from steward.serving.traffic import Counts, answers_agree, choose_version, should_shadow, sticky_key
 
 log = logging.getLogger(__name__)
 
-VERSION_HEADER = "X-Model-Version"
 # Often enough that an analysis window of tens of seconds sees fresh figures; rare enough to cost nothing.
 # Shorter than the drain of a stopping replica (at least graceful_shutdown_wait_loop_s, 2 s by default, in
 # ray/serve/_private/replica.py, _drain_ongoing_requests), so its last figures still reach the recorder; an
@@ -47,8 +56,6 @@ VERSION_HEADER = "X-Model-Version"
 FLUSH_INTERVAL_S = 1.0
 # A recorder that does not answer must not hold a stats read (or the flush loop) forever.
 RECORDER_TIMEOUT_S = 10.0
-PAIR_LOG_SIZE = 500
-DEFAULT_PAIR_LIMIT = 100
 # A slow or stuck challenger must not pile up mirrored calls (each holding its payload) without bound. At 64,
 # a burst of 100 requests to a challenger still warming up already lost mirrors on two cores.
 MAX_SHADOW_IN_FLIGHT = 256
@@ -65,8 +72,8 @@ class ModelVersion:
         # A load failure raises here; Ray Serve then reports DEPLOY_FAILED with this message.
         self.model = mlflow.pyfunc.load_model(model_uri)
 
-    def predict(self, payload: dict[str, Any]) -> Answer:
-        answer = score(self.model, payload)
+    def predict(self, payload: dict[str, Any], request_id: str = "") -> Answer:
+        answer = score(self.model, payload, request_id)
         if answer.status == 200:
             answer.body["model"] = {"name": self.model_name, "version": self.version}
         return answer
@@ -103,21 +110,6 @@ class _Routing:
 
     config: RouterConfig
     handles: Mapping[str, DeploymentHandle[Any]]
-
-
-def _respond(answer: Answer, version: str | None = None) -> JSONResponse:
-    headers = {VERSION_HEADER: version} if version is not None else None
-    return JSONResponse(answer.body, status_code=answer.status, headers=headers)
-
-
-def relative_path(scope: Mapping[str, Any]) -> str:
-    """The path below the route prefix. Ray's proxy keeps the full path in `path` and appends the route
-    prefix to `root_path` (ray/serve/_private/proxy.py, `set_root_path(root_path + route_prefix)`)."""
-    path = str(scope.get("path") or "/")
-    root = str(scope.get("root_path") or "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    return path or "/"
 
 
 @serve.deployment
@@ -158,29 +150,37 @@ class Router:
 
     async def __call__(self, request: Request) -> JSONResponse:
         self._start_flushing()
+        rid = request_id()
         if request.method == "GET":
-            return await self._get(relative_path(request.scope), request.query_params.get("limit"))
+            access = self._routing.config.access
+            if not bearer_token_matches(request.headers, None if access is None else access.read_token):
+                return respond(READ_REFUSED, rid)
+            return await self._get(relative_path(request.scope), request.query_params.get("limit"), rid)
         if request.method != "POST":
-            return _respond(error(ErrorCode.METHOD_NOT_ALLOWED, "use POST with a JSON body to predict"))
-        payload = parse_json_body(await request.body())
+            return respond(error(ErrorCode.METHOD_NOT_ALLOWED, "use POST with a JSON body to predict"), rid)
+        raw = await read_body(request.stream(), request.headers.get("content-length"))
+        payload = raw if isinstance(raw, Answer) else parse_json_body(raw)
         if isinstance(payload, Answer):
-            return _respond(payload)
-        return await self._predict(payload, request.headers)
+            return respond(payload, rid)
+        return await self._predict(payload, request.headers, rid)
 
-    async def _predict(self, payload: dict[str, Any], headers: Mapping[str, str]) -> JSONResponse:
+    async def _predict(self, payload: dict[str, Any], headers: Mapping[str, str], rid: str) -> JSONResponse:
         routing = self._routing
         config = routing.config
         at = time.time()
         key = sticky_key(config.stickiness, headers, payload)
         version = choose_version(config.weights, key, random.random())
         if version is None:
-            return _respond(error(ErrorCode.NO_VERSION, "no model version currently receives traffic"))
+            return respond(error(ErrorCode.NO_VERSION, "no model version currently receives traffic"), rid)
         primary: asyncio.Future[tuple[Answer, float] | None] = asyncio.get_running_loop().create_future()
         if config.shadow is not None and should_shadow(config.shadow, version, random.random()):
-            self._mirror(routing, config.shadow.version, version, payload, primary, key, at)
+            pseudonym = None
+            if key is not None and config.access is not None:
+                pseudonym = sticky_key_hash(config.access.pseudonym_key, key)
+            self._mirror(routing, config.shadow.version, version, payload, primary, pseudonym, at, rid)
         started = time.perf_counter()
         try:
-            answer = await self._call_version(routing, version, payload)
+            answer = await self._call_version(routing, version, payload, rid)
             latency_ms = (time.perf_counter() - started) * 1000
             self._pending.observe(version, answer.status, latency_ms)
             primary.set_result((answer, latency_ms))
@@ -188,17 +188,19 @@ class Router:
             # The caller may go away mid-call (cancellation): the mirrored call must not wait for it.
             if not primary.done():
                 primary.set_result(None)
-        return _respond(answer, version)
+        return respond(answer, rid, version)
 
-    async def _call_version(self, routing: _Routing, version: str, payload: dict[str, Any]) -> Answer:
+    async def _call_version(
+        self, routing: _Routing, version: str, payload: dict[str, Any], rid: str
+    ) -> Answer:
         try:
-            answer: Answer = await routing.handles[version].predict.remote(payload)
+            answer: Answer = await routing.handles[version].predict.remote(payload, rid)
         except Exception as exc:  # noqa: BLE001 - a dead replica or a removed application: the caller gets a 503
-            log.warning("model version %s could not answer: %s: %s", version, type(exc).__name__, exc)
+            log.warning(
+                "request %s: model version %s could not answer: %s: %s", rid, version, type(exc).__name__, exc
+            )
             return error(
-                ErrorCode.VERSION_UNAVAILABLE,
-                f"model version {version} of {self.deployment} could not answer; retry shortly",
-                f"{type(exc).__name__}: {exc}",
+                ErrorCode.VERSION_UNAVAILABLE, f"model version {version} could not answer; retry shortly"
             )
         return answer
 
@@ -211,8 +213,9 @@ class Router:
         primary_version: str,
         payload: dict[str, Any],
         primary: asyncio.Future[tuple[Answer, float] | None],
-        key: str | None,
+        pseudonym: str | None,
         at: float,
+        rid: str,
     ) -> None:
         if len(self._shadow_tasks) >= MAX_SHADOW_IN_FLIGHT:
             if not self._shadow_saturated:
@@ -223,7 +226,7 @@ class Router:
             return
         self._shadow_saturated = False
         task = asyncio.get_running_loop().create_task(
-            self._shadow(routing, shadow_version, primary_version, payload, primary, key, at)
+            self._shadow(routing, shadow_version, primary_version, payload, primary, pseudonym, at, rid)
         )
         # The loop keeps only weak references to tasks: hold each until it is done.
         self._shadow_tasks.add(task)
@@ -236,14 +239,15 @@ class Router:
         primary_version: str,
         payload: dict[str, Any],
         primary: asyncio.Future[tuple[Answer, float] | None],
-        key: str | None,
+        pseudonym: str | None,
         at: float,
+        rid: str,
     ) -> None:
         try:
             started = time.perf_counter()
             try:
                 answer = await asyncio.wait_for(
-                    self._call_version(routing, shadow_version, payload), SHADOW_TIMEOUT_S
+                    self._call_version(routing, shadow_version, payload, rid), SHADOW_TIMEOUT_S
                 )
             except TimeoutError:
                 answer = error(
@@ -269,7 +273,7 @@ class Router:
                     primary_ms=primary_ms,
                     shadow_ms=shadow_ms,
                     shadow_status=answer.status,
-                    sticky_key=key,
+                    sticky_key_hash=pseudonym,
                 )
             )
             del self._pending_pairs[:-PAIR_LOG_SIZE]
@@ -311,17 +315,17 @@ class Router:
 
     # --------------------------------------------------------------------------------------------- reads
 
-    async def _get(self, path: str, limit_text: str | None) -> JSONResponse:
+    async def _get(self, path: str, limit_text: str | None, rid: str) -> JSONResponse:
         if path == STATS_PATH:
-            return await self._read("stats")
+            return await self._read(rid, "stats")
         if path == SHADOW_PATH:
-            limit = _parse_limit(limit_text)
+            limit = parse_limit(limit_text)
             if isinstance(limit, Answer):
-                return _respond(limit)
-            return await self._read("shadow_log", limit)
+                return respond(limit, rid)
+            return await self._read(rid, "shadow_log", limit)
         if path.startswith("/-/"):
-            return _respond(
-                error(ErrorCode.NOT_FOUND, f"no such path: {path}", {"paths": [STATS_PATH, SHADOW_PATH]})
+            return respond(
+                error(ErrorCode.NOT_FOUND, f"no such path: {path}", {"paths": [STATS_PATH, SHADOW_PATH]}), rid
             )
         config = self._routing.config
         return JSONResponse(
@@ -339,7 +343,7 @@ class Router:
             }
         )
 
-    async def _read(self, method: str, *args: Any) -> JSONResponse:
+    async def _read(self, rid: str, method: str, *args: Any) -> JSONResponse:
         # This replica's own figures first, so that a read right after a request sees it.
         await self._flush()
         try:
@@ -347,25 +351,11 @@ class Router:
                 getattr(self._recorder, method).remote(*args), RECORDER_TIMEOUT_S
             )
         except Exception as exc:  # noqa: BLE001 - the recorder may be restarting; say so, do not crash
-            log.warning("the recorder could not answer: %s", exc)
-            return _respond(
-                error(ErrorCode.STATS_UNAVAILABLE, "traffic figures are unavailable; retry shortly", str(exc))
+            log.warning("request %s: the recorder could not answer: %s: %s", rid, type(exc).__name__, exc)
+            return respond(
+                error(ErrorCode.STATS_UNAVAILABLE, "traffic figures are unavailable; retry shortly"), rid
             )
         return JSONResponse(body)
-
-
-def _parse_limit(text: str | None) -> int | Answer:
-    if text is None:
-        return DEFAULT_PAIR_LIMIT
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = -1
-    if not 1 <= limit <= PAIR_LOG_SIZE:
-        return error(
-            ErrorCode.INVALID_QUERY, f"limit must be an integer from 1 to {PAIR_LOG_SIZE}, got {text!r}"
-        )
-    return limit
 
 
 def build_version(args: dict[str, Any]) -> Application:

@@ -249,7 +249,7 @@ def test_shadow_rollout_records_the_challengers_answers_and_never_returns_them(
         "analysis": {"interval": "5s", "minRequests": 10, "maxDisagreement": 0.5, **NOISY_LATENCY},
     }
     # The read token the control loop derives from the Ray token for this deployment.
-    token = router_access(router_secret_from_ray_token(stack.ray_token()), current(loop).key).read_token
+    token = router_access(router_secret_from_ray_token(stack.ray_token()), f"{NS}/{NAME}").read_token
     auth = {"Authorization": f"Bearer {token}"}
     with Load(endpoint) as load:
         apply(loop, versions.challenger, shadow)

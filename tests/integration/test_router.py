@@ -26,15 +26,21 @@ from steward.api.serve_app import (
     LATENCY_BUCKETS_MS,
     RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,
+    RouterAccess,
     ShadowConfig,
     ShadowLog,
     TrafficStats,
+    router_access,
+    sticky_key_hash,
     version_app_name,
     version_deployment_name,
 )
 from steward.dev.credit_model import FEATURES, fails_on, register_faulty
 from steward.dev.stack import Stack
+from steward.operator.config import OperatorConfig
+from steward.operator.reconciler import with_router_secret
 from steward.operator.serve_config import TrafficPlan, app_name, plan_serve_apps
+from steward.serving.scoring import MAX_BODY_BYTES
 from steward.serving.traffic import choose_version
 
 pytestmark = pytest.mark.integration
@@ -86,6 +92,20 @@ class Serving:
     def url(self) -> str:
         return f"{self.stack.serve_url}/it/router"
 
+    @property
+    def config(self) -> OperatorConfig:
+        """The operator's config with the router secret the control loop derives from the Ray token."""
+        return with_router_secret(self.stack.operator_config(), self.stack.ray_token())
+
+    @property
+    def access(self) -> RouterAccess:
+        assert self.config.router_secret is not None
+        return router_access(self.config.router_secret, self.md.key)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access.read_token}"}
+
     def route(
         self,
         versions: set[str],
@@ -103,7 +123,7 @@ class Serving:
         )
         if plan == self.last_plan:
             return
-        config = self.stack.operator_config()
+        config = self.config
         self.client.apply_applications(
             plan_serve_apps(self.md, "credit-risk", plan, config), set(), config.http_options
         )
@@ -122,7 +142,7 @@ class Serving:
             statuses = {name: app.status for name, app in self.client.applications().items() if name in apps}
             if statuses != dict.fromkeys(apps, "RUNNING"):
                 return None
-            meta = self.http.get(self.url).json()
+            meta = self.http.get(self.url, headers=self.auth).json()
             return statuses if {k: meta.get(k) for k in wanted} == wanted else None
 
         wait_until(ready, 300, f"{sorted(apps)} running with {wanted}", interval_s=1)
@@ -148,12 +168,12 @@ class Serving:
             return list(pool.map(self.predict, records, heads))
 
     def stats(self) -> TrafficStats:
-        response = self.http.get(f"{self.url}/-/stats")
+        response = self.http.get(f"{self.url}/-/stats", headers=self.auth)
         assert response.status_code == 200, response.text
         return TrafficStats.model_validate(response.json())
 
     def shadow_log(self, limit: int) -> ShadowLog:
-        response = self.http.get(f"{self.url}/-/shadow", params={"limit": limit})
+        response = self.http.get(f"{self.url}/-/shadow", params={"limit": limit}, headers=self.auth)
         assert response.status_code == 200, response.text
         return ShadowLog.model_validate(response.json())
 
@@ -247,12 +267,17 @@ def test_bad_input_is_refused_with_a_code_and_counted_as_rejected(serving: Servi
     malformed = serving.http.post(serving.url, content=b'{"dataframe_records": [', headers={"x": "y"})
     missing_column = serving.http.post(serving.url, json={"dataframe_records": [{"income": 1.0}]})
     wrong_method = serving.http.put(serving.url, json={})
-    bad_limit = serving.http.get(f"{serving.url}/-/shadow", params={"limit": "all"})
-    unknown = serving.http.get(f"{serving.url}/-/nothing")
+    bad_limit = serving.http.get(f"{serving.url}/-/shadow", params={"limit": "all"}, headers=serving.auth)
+    unknown = serving.http.get(f"{serving.url}/-/nothing", headers=serving.auth)
+    anonymous = [serving.http.get(f"{serving.url}{path}") for path in ("", "/-/stats", "/-/shadow", "/-/x")]
+    oversized = serving.http.post(serving.url, content=b" " * (MAX_BODY_BYTES + 1))
     after = serving.stats()
 
     assert (malformed.status_code, malformed.json()["error"]["code"]) == (400, "MALFORMED_JSON")
     assert (missing_column.status_code, missing_column.json()["error"]["code"]) == (422, "INVALID_INPUT")
+    assert {"column": "debt_ratio", "problem": "missing"} in missing_column.json()["error"]["details"]
+    assert {(r.status_code, r.json()["error"]["code"]) for r in anonymous} == {(401, "UNAUTHORIZED")}
+    assert (oversized.status_code, oversized.json()["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert version_of(missing_column) == "1"
     assert (wrong_method.status_code, wrong_method.json()["error"]["code"]) == (405, "METHOD_NOT_ALLOWED")
     assert (bad_limit.status_code, bad_limit.json()["error"]["code"]) == (400, "INVALID_QUERY")
@@ -346,11 +371,13 @@ def test_shadow_answers_are_compared_and_never_returned(serving: Serving, stack:
     assert delta(before, after, "shadow", "2")["requests"] == len(records)
     assert delta(before, after, "live", "2")["requests"] == 0
     pairs = [p for p in serving.shadow_log(500).pairs if p.at >= started]
-    assert sorted(int(p.sticky_key or -1) for p in pairs) == list(range(len(records)))
+    # Pairs keep a keyed hash of the sticky key; whoever holds the operator secret can match it to callers.
+    request_of = {sticky_key_hash(serving.access.pseudonym_key, str(i)): i for i in range(len(records))}
+    assert sorted(request_of.get(p.sticky_key_hash or "", -1) for p in pairs) == list(range(len(records)))
     v1 = expected_classes(stack.tracking_uri, models.good_v1, records)
     v2 = expected_classes(stack.tracking_uri, models.good_v2, records)
     for pair in pairs:
-        i = int(pair.sticky_key or -1)
+        i = request_of[pair.sticky_key_hash or ""]
         assert (pair.primary_version, pair.shadow_version, pair.shadow_status) == ("1", "2", 200)
         assert (pair.primary, pair.shadow) == ([v1[i]], [v2[i]])
         assert pair.agree == (v1[i] == v2[i])

@@ -13,16 +13,27 @@ from typing import Any
 import pytest
 from starlette.requests import Request
 
-from steward.api.serve_app import ShadowConfig, ShadowLog, ShadowPair, TrafficStats
+from steward.api.rollout import Stickiness
+from steward.api.serve_app import (
+    ShadowConfig,
+    ShadowLog,
+    ShadowPair,
+    TrafficStats,
+    router_access,
+    sticky_key_hash,
+)
 from steward.serving import app as serving_app
-from steward.serving.app import Recorder, Router, relative_path
-from steward.serving.scoring import Answer
+from steward.serving.app import Recorder, Router
+from steward.serving.http_answers import relative_path
+from steward.serving.scoring import MAX_BODY_BYTES, Answer
 from steward.serving.traffic import Counts
 
 RouterClass: Any = Router.func_or_class  # the plain class under the @serve.deployment wrapper
 RecorderClass: Any = Recorder.func_or_class
 ROUTE = "/ns/scorer"
 RECORD = {"dataframe_records": [{"income": 1.0}]}
+ACCESS = router_access(b"operator secret", "ns/scorer")
+AUTH = {"authorization": f"Bearer {ACCESS.read_token}"}
 
 
 class _Method:
@@ -44,7 +55,8 @@ class FakeVersion:
         self.calls = 0
         self.predict = _Method(self._predict)
 
-    async def _predict(self, payload: dict[str, Any]) -> Answer:
+    async def _predict(self, payload: dict[str, Any], request_id: str) -> Answer:
+        assert request_id, "the router names the request, so that a version's log lines can be found"
         self.calls += 1
         if self.gate is not None:
             await self.gate.wait()
@@ -86,33 +98,57 @@ def versions(monkeypatch: pytest.MonkeyPatch) -> dict[str, FakeVersion]:
     return fakes
 
 
-def make_router(recorder: FakeRecorder, weights: dict[str, int], shadow: ShadowConfig | None = None) -> Any:
+def make_router(
+    recorder: FakeRecorder,
+    weights: dict[str, int],
+    shadow: ShadowConfig | None = None,
+    *,
+    access: bool = True,
+    stickiness: Stickiness | None = None,
+) -> Any:
     router = RouterClass("ns/scorer", "scorer", recorder)
     router.reconfigure(
         {
             "versions": {"1": "ns-scorer.v1", "2": "ns-scorer.v2"},
             "weights": weights,
             **({"shadow": shadow.model_dump()} if shadow else {}),
+            **({"access": ACCESS.model_dump()} if access else {}),
+            **({"stickiness": stickiness.model_dump(by_alias=True)} if stickiness else {}),
         }
     )
     return router
 
 
-def request(method: str, path: str = ROUTE, body: Any = None, query: str = "") -> Request:
-    raw = b"" if body is None else json.dumps(body).encode()
+def request(
+    method: str,
+    path: str = ROUTE,
+    body: Any = None,
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    chunks: list[bytes] | None = None,
+) -> Request:
+    """`chunks`: the body as the ASGI server would hand it over, piece by piece (counted in `pulled`)."""
+    pieces = list(chunks) if chunks is not None else [b"" if body is None else json.dumps(body).encode()]
+    pulled: list[int] = []
 
     async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": raw, "more_body": False}
+        pulled.append(1)
+        piece = pieces.pop(0) if pieces else b""
+        return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
 
+    auth = AUTH if method == "GET" and headers is None else (headers or {})
     scope = {
         "type": "http",
         "method": method,
         "path": path,
         "root_path": ROUTE,
         "query_string": query.encode(),
-        "headers": [(b"content-type", b"application/json")],
+        "headers": [(b"content-type", b"application/json")]
+        + [(k.lower().encode(), v.encode()) for k, v in auth.items()],
     }
-    return Request(scope, receive)
+    req = Request(scope, receive)
+    req.state.pulled = pulled
+    return req
 
 
 async def call(router: Any, req: Request) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -153,7 +189,9 @@ async def test_a_version_that_cannot_answer_gets_a_503_and_an_error_count(versio
     router = make_router(FakeRecorder(), {"1": 100})
     status, body, headers = await call(router, request("POST", body=RECORD))
     assert (status, body["error"]["code"], headers["x-model-version"]) == (503, "VERSION_UNAVAILABLE", "1")
-    assert "actor died" in body["error"]["details"]
+    # What went wrong inside is logged under the request id, never told to the caller.
+    assert "actor died" not in json.dumps(body) and "RuntimeError" not in json.dumps(body)
+    assert body["error"]["request_id"]
     figures = await stats(router)
     assert (figures.live["1"].requests, figures.live["1"].errors) == (1, 1)
 
@@ -172,6 +210,7 @@ async def test_a_failing_recorder_fails_no_request_and_loses_no_figures(versions
     assert [a[0] for a in answers] == [200, 200, 200]
     status, body, _ = await call(router, request("GET", f"{ROUTE}/-/stats"))
     assert (status, body["error"]["code"]) == (503, "STATS_UNAVAILABLE")
+    assert "restarting" not in json.dumps(body)
 
     recorder.down = False
     await call(router, request("POST", body=RECORD))
@@ -249,3 +288,86 @@ def test_the_recorder_keeps_the_last_pairs_only():
     log = ShadowLog.model_validate(recorder.shadow_log(3))
     assert [p.at for p in log.pairs] == [float(serving_app.PAIR_LOG_SIZE + 17 + i) for i in range(3)]
     assert len(ShadowLog.model_validate(recorder.shadow_log(10_000)).pairs) == serving_app.PAIR_LOG_SIZE
+
+
+# ------------------------------------------------------------------------------------------------ reads
+
+
+UNAUTHENTICATED = [
+    {},
+    {"authorization": "Bearer wrong-token"},
+    {"authorization": f"Basic {ACCESS.read_token}"},
+    {"authorization": f"Bearer {ACCESS.read_token[:-1]}"},
+    {"authorization": f"Bearer {router_access(b'operator secret', 'ns/other').read_token}"},
+]
+
+
+@pytest.mark.parametrize(
+    "headers", UNAUTHENTICATED, ids=["none", "wrong", "basic", "cut", "other deployment"]
+)
+async def test_reads_without_the_token_are_refused_alike_whatever_the_path(versions, headers):
+    router = make_router(FakeRecorder(), {"1": 100}, ShadowConfig(version="2", percent=10))
+    answers = [
+        await call(router, request("GET", f"{ROUTE}{path}", headers=headers))
+        for path in ("", "/", "/-/stats", "/-/shadow", "/-/nothing", "/anything")
+    ]
+    assert {status for status, _, _ in answers} == {401}
+    # One body for every path (request ids aside): nothing tells what exists.
+    bodies = {json.dumps({**body["error"], "request_id": None}) for _, body, _ in answers}
+    assert len(bodies) == 1
+    assert all(h["www-authenticate"] == "Bearer" for _, _, h in answers)
+    assert "weights" not in bodies.pop()
+
+
+async def test_a_router_without_access_config_answers_no_read(versions):
+    router = make_router(FakeRecorder(), {"1": 100}, access=False)
+    status, _, _ = await call(router, request("GET", f"{ROUTE}/-/stats"))
+    assert status == 401
+    status, _, _ = await call(router, request("POST", body=RECORD))
+    assert status == 200
+
+
+async def test_shadow_pairs_keep_a_keyed_hash_of_the_sticky_key_never_the_key(versions):
+    router = make_router(
+        FakeRecorder(),
+        {"1": 100},
+        ShadowConfig(version="2", percent=100),
+        stickiness=Stickiness(field="customer"),
+    )
+    record = {"dataframe_records": [{"income": 1.0, "customer": "C-1234"}]}
+    await call(router, request("POST", body=record))
+    await asyncio.sleep(0.05)
+    status, body, _ = await call(router, request("GET", f"{ROUTE}/-/shadow"))
+    assert status == 200
+    assert "C-1234" not in json.dumps(body)
+    [pair] = ShadowLog.model_validate(body).pairs
+    assert pair.sticky_key_hash == sticky_key_hash(ACCESS.pseudonym_key, "C-1234")
+    assert pair.sticky_key_hash != sticky_key_hash(ACCESS.read_token, "C-1234")
+
+
+# ------------------------------------------------------------------------------------------- body size
+
+
+async def test_an_oversized_body_is_refused_as_soon_as_it_crosses_the_limit(versions):
+    router = make_router(FakeRecorder(), {"1": 100})
+    chunk = b" " * 2**20
+    req = request("POST", chunks=[chunk] * 40)  # 40 MiB, sent without a Content-Length
+    status, body, _ = await call(router, req)
+    assert (status, body["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert len(req.state.pulled) == MAX_BODY_BYTES // len(chunk) + 1
+    assert versions["1"].calls == 0
+
+
+async def test_a_declared_oversized_body_is_refused_before_reading_it(versions):
+    router = make_router(FakeRecorder(), {"1": 100})
+    req = request("POST", chunks=[b"{}"], headers={"content-length": str(MAX_BODY_BYTES + 1)})
+    status, body, _ = await call(router, req)
+    assert (status, body["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert req.state.pulled == []
+
+
+async def test_a_body_of_many_chunks_under_the_limit_is_scored(versions):
+    router = make_router(FakeRecorder(), {"1": 100})
+    raw = json.dumps(RECORD).encode()
+    status, _, _ = await call(router, request("POST", chunks=[raw[i : i + 3] for i in range(0, len(raw), 3)]))
+    assert status == 200

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.models import infer_signature
 
-from steward.serving.scoring import ErrorCode, parse_json_body, score
+from steward.serving.scoring import ErrorCode, parse_json_body, read_body, score
 
 COLUMNS = ["income", "debt_ratio"]
 
@@ -68,9 +68,61 @@ def test_bad_requests_get_a_code(model, payload, status, code):
     assert answer.body["error"]["message"]
 
 
-def test_missing_column_names_the_column(model):
-    answer = score(model, {"dataframe_records": [{"income": 1.0}]})
-    assert "debt_ratio" in answer.body["error"]["details"]
+@pytest.mark.parametrize(
+    ("payload", "details"),
+    [
+        ({"dataframe_records": [{"income": 1.0}]}, [{"column": "debt_ratio", "problem": "missing"}]),
+        ({"dataframe_records": [{}]}, [{"column": c, "problem": "missing"} for c in COLUMNS]),
+        (
+            {"dataframe_records": [{"income": "rich"}]},
+            [
+                {"column": "income", "problem": "expected double, got string"},
+                {"column": "debt_ratio", "problem": "missing"},
+            ],
+        ),
+        (
+            {"dataframe_split": {"columns": COLUMNS, "data": [[1.0, [0.5]]]}},
+            [{"column": "debt_ratio", "problem": "expected double, got array"}],
+        ),
+        (
+            {"inputs": {"income": [1.0], "debt_ratio": {"a": 1}}},
+            [{"column": "debt_ratio", "problem": "expected double, got object"}],
+        ),
+        ({"instances": [{"debt_ratio": 0.5}]}, [{"column": "income", "problem": "missing"}]),
+    ],
+    ids=["one missing", "all missing", "mistyped and missing", "split", "inputs", "instances"],
+)
+def test_missing_and_mistyped_columns_are_named(model, payload, details):
+    answer = score(model, payload)
+    assert (answer.status, answer.body["error"]["code"]) == (422, "INVALID_INPUT")
+    assert answer.body["error"]["details"] == details
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"dataframe_records": [{"income": 1.0}]},
+        {"dataframe_records": [{"income": 1.0, "debt_ratio": 0.1}, {"income": "x"}]},
+        {"dataframe_records": 5},
+        {"dataframe_split": {"columns": ["income"], "data": [[1.0, 2.0]]}},
+        {"instances": [1, 2, 3]},
+        {"dataframe_records": [{"income": -1.0, "debt_ratio": 0.1}]},
+    ],
+    ids=["missing", "mistyped", "not records", "ragged split", "tensor for columns", "model raises"],
+)
+def test_answers_carry_no_exception_text(model, payload):
+    """MLflow's messages print the caller's frame ("   income  ...") and its internals; pandas' name types."""
+    text = json.dumps(score(model, payload).body)
+    for leak in (
+        "Failed to enforce",
+        "Error:",
+        "dtype",
+        "Traceback",
+        "<class",
+        "negative income",
+        "  income",
+    ):
+        assert leak not in text
 
 
 def test_extra_columns_such_as_sensitive_attributes_are_ignored(model):
@@ -92,3 +144,41 @@ def test_body_parsing_errors(raw, code):
     assert not isinstance(answer, dict)
     assert answer.body["error"]["code"] == code.value
     json.dumps(answer.body)  # always serialisable
+
+
+def test_malformed_json_is_located_not_quoted():
+    answer = parse_json_body(b'{"dataframe_records": [1,,]}')
+    assert not isinstance(answer, dict)
+    assert answer.body["error"]["details"] == {"line": 1, "column": 26}
+    assert "Expecting" not in json.dumps(answer.body)
+
+
+async def _chunks(pieces, pulled):
+    for piece in pieces:
+        pulled.append(len(piece))
+        yield piece
+
+
+@pytest.mark.parametrize(
+    ("pieces", "content_length", "limit", "outcome", "pulled"),
+    [
+        ([b"ab", b"cd"], None, 4, b"abcd", 2),
+        ([b"ab", b"cd", b"e", b"f"], None, 4, 413, 3),
+        ([b"abcdef"], None, 4, 413, 1),
+        ([b"ab"], "5", 4, 413, 0),
+        ([b"ab"], "2", 4, b"ab", 1),
+        # A declared length that lies low does not get a large body through.
+        ([b"abc", b"def"], "1", 4, 413, 2),
+        # An unreadable length is the ASGI server's to refuse; the count still holds.
+        ([b"abc"], "x", 4, b"abc", 1),
+    ],
+)
+async def test_read_body_stops_at_the_limit(pieces, content_length, limit, outcome, pulled):
+    seen: list[int] = []
+    result = await read_body(_chunks(pieces, seen), content_length, limit)
+    if isinstance(outcome, bytes):
+        assert result == outcome
+    else:
+        assert not isinstance(result, bytes)
+        assert (result.status, result.body["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert len(seen) == pulled
