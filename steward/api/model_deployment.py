@@ -233,7 +233,7 @@ class ObjectMeta(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
-    namespace: str = "default"
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] = "default"
     uid: str | None = None
     generation: int | None = None
     annotations: dict[str, str] = {}
@@ -246,6 +246,8 @@ class ModelDeployment(BaseModel):
     api_version: Annotated[Literal["steward.io/v1alpha1"], Field(alias="apiVersion")]
     kind: Literal["ModelDeployment"]
     metadata: ObjectMeta
+    # Both DNS labels, as Kubernetes has them: no dot in either, which keeps Serve application names
+    # (`<namespace>.<name>`) one per ModelDeployment.
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus = ModelDeploymentStatus()
 

@@ -22,6 +22,7 @@ from steward.api.serve_app import (
     RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,
     TrafficStats,
+    app_version,
     router_access,
     router_secret_from_ray_token,
     version_app_name,
@@ -96,6 +97,7 @@ def serve_apps(applications: dict[str, ServeApplication], router_app: str) -> Se
             for name, app in applications.items()
             if name.startswith(prefix)
         },
+    versions = {name: app_version(router_app, name) for name in applications}
     )
 
 

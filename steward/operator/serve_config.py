@@ -22,13 +22,14 @@ from steward.api.serve_app import (
     VersionArgs,
     router_access,
     version_app_name,
+    router_app_name,
     version_deployment_name,
 )
 from steward.operator.config import OperatorConfig
 
 
 def app_name(md: ModelDeployment) -> str:
-    return f"{md.metadata.namespace}-{md.metadata.name}"
+    return router_app_name(md.metadata.namespace, md.metadata.name)
 
 
 def route_prefix(md: ModelDeployment) -> str:

@@ -99,4 +99,4 @@ def test_unreachable_ray_at_deletion_records_what_was_left_behind():
     problem = Problem(Reason.RAY_UNREACHABLE, "refused", True)
     released = decide_deletion(md(), problem, T0, CONFIG, T0 + timedelta(seconds=500))
     (deleted,) = [a.draft for a in released.actions if isinstance(a, RecordAudit)]
-    assert deleted.evidence["cleanup_complete"] is False and "risk-credit may remain" in deleted.reason
+    assert deleted.evidence["cleanup_complete"] is False and "risk.credit may remain" in deleted.reason

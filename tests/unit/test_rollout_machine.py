@@ -64,7 +64,7 @@ def test_a_healthy_canary_goes_10_50_100_and_the_old_version_goes():
     world.until(lambda w: w.rollout is None)
 
     assert world.stable_version == "4"
-    assert set(world.apps) == {"risk-credit", "risk-credit.v4"}
+    assert set(world.apps) == {"risk.credit", "risk.credit.v4"}
     assert weights(world) == {"4": 100}
     (record,) = world.resource.status.rollout_history
     assert (record.from_version, record.to_version, record.outcome) == ("3", "4", Outcome.PROMOTED)
@@ -91,10 +91,10 @@ def test_a_healthy_canary_goes_10_50_100_and_the_old_version_goes():
 def test_the_stable_versions_app_is_never_rewritten_during_a_rollout():
     """Ray restarts replicas when an app's config changes: stable's must stay byte-for-byte the same."""
     world = settled()
-    before = world.apps["risk-credit.v3"]
+    before = world.apps["risk.credit.v3"]
     start(world)
     world.until(lambda w: w.rollout is not None and w.rollout.state == RolloutState.PROMOTING)
-    assert world.apps["risk-credit.v3"] == before
+    assert world.apps["risk.credit.v3"] == before
 
 
 @pytest.mark.parametrize("failing_from_weight", [10, 50])
@@ -107,7 +107,7 @@ def test_a_canary_that_errors_is_rolled_back_at_the_step_where_it_fails(failing_
     assert weights(world) == {"3": 100, "4": 0}  # all traffic back at once, before the canary goes
     world.until(lambda w: w.rollout is None)
 
-    assert world.stable_version == "3" and set(world.apps) == {"risk-credit", "risk-credit.v3"}
+    assert world.stable_version == "3" and set(world.apps) == {"risk.credit", "risk.credit.v3"}
     (record,) = world.resource.status.rollout_history
     assert record.outcome == Outcome.ROLLED_BACK
     assert record.reason.startswith("analysis failed: error rate 25% > 1% over ")
@@ -128,7 +128,7 @@ def test_a_rolled_back_version_is_not_retried_until_the_spec_changes():
     world.behaviour["4"] = Behaviour(error_share=0.5)
     world.until(lambda w: w.resource.status.rollout_history)
     world.run(60)
-    assert world.rollout is None and "risk-credit.v4" not in world.apps
+    assert world.rollout is None and "risk.credit.v4" not in world.apps
     assert "change the spec or move the alias" in condition(world, ConditionType.DEGRADED).message
 
     world.behaviour["4"] = Behaviour()
@@ -188,7 +188,7 @@ def test_too_little_traffic_pauses_instead_of_promoting():
     world.until(lambda w: w.rollout is None)
     assert world.stable_version == "4"
     resumed = [d for d in world.drafts() if d.reason.startswith("resumed by")]
-    assert len(resumed) == 1 and resumed[0].actor == "ops@bank"
+    assert len(resumed) == 1 and resumed[0].actor == "ops@bank (declared)"
 
 
 def test_pause_and_resume_by_hand_hold_the_weight():
@@ -207,8 +207,11 @@ def test_pause_and_resume_by_hand_hold_the_weight():
     command(world, "resume", "c2")
     world.until(lambda w: w.rollout is None)
     assert world.stable_version == "4"
-    manual = [(d.actor, d.reason) for d in world.drafts() if d.actor == "ops@bank"]
-    assert manual == [("ops@bank", "paused by ops@bank: CR-7"), ("ops@bank", "resumed by ops@bank: CR-7")]
+    manual = [(d.actor, d.reason) for d in world.drafts() if d.actor == "ops@bank (declared)"]
+    assert manual == [
+        ("ops@bank (declared)", "paused by ops@bank (declared): CR-7"),
+        ("ops@bank (declared)", "resumed by ops@bank (declared): CR-7"),
+    ]
 
 
 def test_a_command_is_acted_on_once():
@@ -222,7 +225,7 @@ def test_a_command_is_acted_on_once():
     world.restart_operator()
     world.step()  # c2 again: already handled
     assert world.rollout.state == RolloutState.PROGRESSING
-    assert [d.reason for d in world.drafts()].count("resumed by ops@bank: CR-7") == 1
+    assert [d.reason for d in world.drafts()].count("resumed by ops@bank (declared): CR-7") == 1
 
 
 def test_promote_finishes_the_current_step_and_promote_full_skips_the_rest():
@@ -238,7 +241,7 @@ def test_promote_finishes_the_current_step_and_promote_full_skips_the_rest():
     world.until(lambda w: w.rollout is None)
     (record,) = world.resource.status.rollout_history
     assert record.outcome == Outcome.PROMOTED and record.reason.startswith("promoted by ops@bank")
-    assert world.drafts()[-1].actor == "ops@bank"
+    assert world.drafts()[-1].actor == "ops@bank (declared)"
 
 
 def test_abort_returns_all_traffic_to_stable_and_records_who():
@@ -250,9 +253,9 @@ def test_abort_returns_all_traffic_to_stable_and_records_who():
     assert weights(world) == {"3": 100, "4": 0}
     world.until(lambda w: w.rollout is None)
     (record,) = world.resource.status.rollout_history
-    assert (record.outcome, record.reason) == (Outcome.ABORTED, "aborted by carol@bank: CR-7")
+    assert (record.outcome, record.reason) == (Outcome.ABORTED, "aborted by carol@bank (declared): CR-7")
     last = world.drafts()[-1]
-    assert (last.action, last.actor) == (AuditAction.ABORTED, "carol@bank")
+    assert (last.action, last.actor) == (AuditAction.ABORTED, "carol@bank (declared)")
     assert condition(world, ConditionType.DEGRADED).status.value == "False"
     assert condition(world, ConditionType.PROGRESSING).reason == Reason.ROLLOUT_ABORTED
 
@@ -267,7 +270,9 @@ def test_a_command_while_finishing_is_answered_as_ignored():
     command(world, "pause", "c2")
     world.step(0.5)
     assert world.rollout.handled_command == "c2"
-    assert world.rollout.message.startswith("pause by ops@bank ignored: the rollout is already finishing")
+    assert world.rollout.message.startswith(
+        "pause by ops@bank (declared) ignored: the rollout is already finishing"
+    )
     world.until(lambda w: w.rollout is None)
     assert world.resource.status.rollout_history[-1].outcome == Outcome.ABORTED
 
@@ -275,7 +280,7 @@ def test_a_command_while_finishing_is_answered_as_ignored():
 def test_promote_while_warming_is_refused_with_a_reason():
     world = settled()
     start(world)
-    world.app_status["risk-credit.v4"] = "DEPLOYING"
+    world.app_status["risk.credit.v4"] = "DEPLOYING"
     world.step()
     world.step()
     command(world, "promote-full", "c1")
@@ -288,7 +293,7 @@ def test_a_canary_that_fails_to_start_is_rolled_back_without_traffic():
     world = settled()
     start(world)
     world.step()
-    world.app_status["risk-credit.v4"] = "DEPLOY_FAILED"
+    world.app_status["risk.credit.v4"] = "DEPLOY_FAILED"
     world.until(lambda w: w.rollout is None)
     assert world.resource.status.rollout_history[-1].outcome == Outcome.ROLLED_BACK
     assert "failed to start (DEPLOY_FAILED)" in world.resource.status.rollout_history[-1].reason
@@ -368,7 +373,7 @@ def test_alias_moved_twice_quickly_supersedes_the_first_rollout():
     assert world.rollout.state == RolloutState.ROLLING_BACK and world.rollout.outcome == Outcome.SUPERSEDED
     assert weights(world) == {"3": 100, "4": 0}
     world.until(lambda w: w.rollout is not None and w.rollout.canary.version == "5")
-    assert "risk-credit.v4" not in world.apps
+    assert "risk.credit.v4" not in world.apps
     world.until(lambda w: w.rollout is None)
     assert world.stable_version == "5"
     history = world.resource.status.rollout_history
@@ -386,7 +391,7 @@ def test_spec_returning_to_stable_mid_rollout_cancels_it():
     world.until(lambda w: w.rollout is not None and w.rollout.weight == 10)
     start(world, {"model": {"name": "credit-risk", "version": "3"}}, version="3")
     world.until(lambda w: w.rollout is None)
-    assert world.stable_version == "3" and set(world.apps) == {"risk-credit", "risk-credit.v3"}
+    assert world.stable_version == "3" and set(world.apps) == {"risk.credit", "risk.credit.v3"}
     assert "returned to stable version 3" in world.resource.status.rollout_history[-1].reason
 
 

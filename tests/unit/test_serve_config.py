@@ -25,11 +25,11 @@ def plan(resource=None, traffic=None, config=CONFIG):
 
 def test_a_router_app_on_the_route_and_one_app_per_version_without_route():
     router, v3, v4 = plan(traffic=CANARY)
-    assert (router["name"], router["route_prefix"]) == ("risk-credit", "/risk/credit")
+    assert (router["name"], router["route_prefix"]) == ("risk.credit", "/risk/credit")
     assert router["import_path"] == "steward.serving.app:build_router"
     assert [d["name"] for d in router["deployments"]] == ["Router", "Recorder"]
     assert (v3["name"], v3["route_prefix"], v3["import_path"]) == (
-        "risk-credit.v3",
+        "risk.credit.v3",
         None,
         "steward.serving.app:build_version",
     )
@@ -38,7 +38,7 @@ def test_a_router_app_on_the_route_and_one_app_per_version_without_route():
     RouterArgs.model_validate(router["args"])
     VersionArgs.model_validate(v4["args"])
     config = RouterConfig.model_validate(router["deployments"][0]["user_config"])
-    assert config.versions == {"3": "risk-credit.v3", "4": "risk-credit.v4"}
+    assert config.versions == {"3": "risk.credit.v3", "4": "risk.credit.v4"}
     assert (config.weights, config.shadow, config.stickiness) == (
         CANARY.weights,
         CANARY.shadow,
