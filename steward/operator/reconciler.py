@@ -89,10 +89,10 @@ def serve_state(app: ServeApplication) -> ServeState:
 
 def serve_apps(applications: dict[str, ServeApplication], router_app: str) -> ServeApps:
     router = applications.get(router_app)
+    versions = {name: app_version(router_app, name) for name in applications}
     return ServeApps(
         router=None if router is None else serve_state(router),
         versions={v: serve_state(applications[name]) for name, v in versions.items() if v is not None},
-    versions = {name: app_version(router_app, name) for name in applications}
     )
 
 
