@@ -7,11 +7,10 @@ ports and process ids so that `steward dev down` and the CLI find the stack agai
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from steward.dev.procs import alive, is_ours, stop_session
 from steward.operator.config import OperatorConfig
 
 STACK_FILE = "stack.json"
@@ -43,6 +43,10 @@ class Stack:
     ray_gcs_port: int = 6380
     ray_dashboard_port: int = 8265
     serve_port: int = 8000
+    # Ports Ray would otherwise take at fixed defaults (10001, 52365), so that two clusters on one machine
+    # (a second stack, a test session's) do not collide; None picks a free one at start and records it.
+    ray_client_port: int | None = None
+    dashboard_agent_port: int | None = None
     num_cpus: int = 2
     # Where MLflow keeps artifacts: a local folder by default, or an s3:// URI (with S3 settings in env).
     artifacts_destination: str | None = None
@@ -73,6 +77,7 @@ class Stack:
     def operator_config(self, resync_interval_s: float = 2.0) -> OperatorConfig:
         return OperatorConfig(
             ray_address=self.ray_address,
+            allow_insecure_ray=True,  # the token stays on 127.0.0.1
             tracking_uri=self.tracking_uri,
             serve_host="127.0.0.1",
             serve_port=self.serve_port,
@@ -126,25 +131,38 @@ class Stack:
         ]  # fmt: skip
         self.pids["mlflow"] = self._spawn("mlflow", argv, self.env)
 
-    def start_ray(self) -> None:
-        if not self.token_path.exists():
-            self.token_path.write_text(secrets.token_hex(32))
-            self.token_path.chmod(0o600)
-        argv = [
-            _bin("ray"), "start", "--head",
+    def write_token(self) -> None:
+        """Create the Ray token file readable by this user only from its first byte (no chmod afterwards)."""
+        if self.token_path.exists():
+            return
+        self.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.token_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+
+    def ray_argv(self) -> list[str]:
+        assert self.ray_client_port is not None and self.dashboard_agent_port is not None
+        # `--block`: `ray start` stays in the foreground as the leader of the session every process of this
+        # cluster lives in, so `down` stops this cluster alone (`ray stop` stops every cluster of the user).
+        return [
+            _bin("ray"), "start", "--head", "--block",
             "--port", str(self.ray_gcs_port),
             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.ray_dashboard_port),
+            "--ray-client-server-port", str(self.ray_client_port),
+            "--dashboard-agent-listen-port", str(self.dashboard_agent_port),
             "--node-ip-address", "127.0.0.1",
             "--num-cpus", str(self.num_cpus), "--disable-usage-stats",
         ]  # fmt: skip
+
+    def start_ray(self) -> None:
+        self.write_token()
+        if self.ray_client_port is None:
+            self.ray_client_port = _free_port()
+        if self.dashboard_agent_port is None:
+            self.dashboard_agent_port = _free_port()
         # Token authentication on, as in production: the operator's Ray client must present it.
         env = {**self.env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.ray_token()}
-        with self._log("ray") as log:
-            done = subprocess.run(
-                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, cwd=self.home
-            )
-        if done.returncode != 0:
-            raise StackError(f"`ray start` failed (exit {done.returncode}); see {self.home / 'logs/ray.log'}")
+        self.pids["ray"] = self._spawn("ray", self.ray_argv(), env)
 
     def start_loop(self) -> None:
         argv = [sys.executable, "-m", "steward.dev.loop", "--home", str(self.home.resolve())]
@@ -161,6 +179,7 @@ class Stack:
         }
         for name, (url, headers) in checks.items():
             while True:
+                self._check_running()
                 try:
                     if httpx.get(url, headers=headers, timeout=5).status_code == 200:
                         break
@@ -171,6 +190,26 @@ class Stack:
                         f"{name} did not answer at {url} within {timeout_s:.0f}s; see {self.home}/logs"
                     )
                 time.sleep(1)
+
+    def _check_running(self) -> None:
+        """Fail fast when a service this stack started has exited (e.g. `ray start` found its port taken)."""
+        for name in ("mlflow", "ray"):
+            pid = self.pids.get(name)
+            if pid is not None and not alive(pid):
+                raise StackError(f"{name} exited during start-up; see {self.home / 'logs' / name}.log")
+
+    def markers(self, name: str) -> list[str]:
+        """Arguments that the command line of service `name` of this stack (and of no other stack) carries."""
+        if name == "ray":
+            return ["start", "--block", "--port", str(self.ray_gcs_port)]
+        if name == "mlflow":
+            return ["server", "--port", str(self.mlflow_port)]
+        return ["steward.dev.loop", str(self.home.resolve())]
+
+    def running(self, name: str) -> bool:
+        """Whether the recorded process of service `name` is alive and still ours (not a reused pid)."""
+        pid = self.pids.get(name)
+        return pid is not None and is_ours(pid, self.markers(name))
 
     def up(self, with_loop: bool = True) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -183,28 +222,31 @@ class Stack:
             self.start_loop()
         self.save()
 
-    def down(self) -> None:
-        for name in ("loop", "mlflow"):
-            pid = self.pids.pop(name, None)
-            if pid is not None:
-                _stop_group(pid)
-        with self._log("ray") as log:
-            # `ray stop` stops every Ray process of this user on the machine; the local stack owns Ray here.
-            subprocess.run([_bin("ray"), "stop", "--force"], stdout=log, stderr=subprocess.STDOUT)
+    def stop(self, name: str) -> None:
+        """Stop service `name` and every process it started, and only those."""
+        pid = self.pids.get(name)
+        if pid is None:
+            return
+        # Ray drains for up to 30 s on SIGTERM before it stops its processes.
+        survivors = stop_session(pid, self.markers(name), grace_s=45.0 if name == "ray" else 10.0)
+        if survivors:
+            raise StackError(f"{name}: processes {survivors} did not stop; stop them by hand")
+        del self.pids[name]
         self.save()
 
+    def down(self) -> None:
+        failures = []
+        for name in ("loop", "mlflow", "ray"):
+            try:
+                self.stop(name)
+            except StackError as exc:
+                failures.append(str(exc))
+        if failures:
+            raise StackError("; ".join(failures))
 
-def _stop_group(pid: int, grace_s: float = 10.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
