@@ -232,6 +232,8 @@ class ObjectMeta(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
+    # Both DNS labels, as Kubernetes has them: no dot in either, which keeps Serve application names
+    # (`<namespace>.<name>`) one per ModelDeployment.
     name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] = "default"
     uid: str | None = None
@@ -246,16 +248,14 @@ class ModelDeployment(BaseModel):
     api_version: Annotated[Literal["steward.io/v1alpha1"], Field(alias="apiVersion")]
     kind: Literal["ModelDeployment"]
     metadata: ObjectMeta
-    # Both DNS labels, as Kubernetes has them: no dot in either, which keeps Serve application names
-    # (`<namespace>.<name>`) one per ModelDeployment.
     spec: ModelDeploymentSpec
     status: ModelDeploymentStatus = ModelDeploymentStatus()
-
-    @property
-    def key(self) -> str:
-        return f"{self.metadata.namespace}/{self.metadata.name}"
     # Never read from the wire: parse_resource sets them when the stored status could not be read whole.
     # Why stable or rollout, the parts decide() acts on, could not be read; None when they could.
     status_unreadable: Annotated[str | None, Field(exclude=True)] = None
     # Other parts of status that were dropped (they are rebuilt), e.g. "conditions.2.reason: ...".
     status_dropped: Annotated[tuple[str, ...], Field(exclude=True)] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace}/{self.metadata.name}"

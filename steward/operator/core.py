@@ -43,6 +43,7 @@ from steward.operator.serve_config import (
     route_prefix,
 )
 from steward.operator.status import derive_phase, find, set_condition
+from steward.operator.status_recovery import held_because, hold_unreadable
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 
@@ -51,7 +52,6 @@ TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionSta
 class Decision:
     status: ModelDeploymentStatus
     actions: list[Action] = field(default_factory=list)
-from steward.operator.status_recovery import held_because, hold_unreadable
     # A temporary problem: call again soon, with backoff, instead of at the next resync.
     retry_reason: str = ""
     # Call again after this long even when nothing changes (a rollout's steps and windows move with time).
@@ -93,27 +93,26 @@ class _Conditions:
 
 
 def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: datetime) -> Decision:
-    old = md.status
-    cond = _Conditions(old.conditions, now, md.metadata.generation)
-    actions: list[Action] = []
-    events: list[PostEvent] = []
-    retry_reason = ""
-    serve_app = old.serve_application
-    ready_replicas = old.ready_replicas
-    stable, rollout, history = old.stable, old.rollout, old.rollout_history
-    md = with_trusted_identity(md, config.identity_stamped_by_webhook)
     if (unreadable := held_because(md)) is not None:
         # Without stable and rollout, the plan below would send all traffic to the spec's version.
         held, notices, retry = hold_unreadable(md, obs, now, unreadable)
         return Decision(held, list(notices), retry, requeue_after_s=config.rollout_tick_s)
-    address = ray_address(md, config)
-
-    if isinstance(obs.serve, ServeApps):
-        serve_app = _serve_summary(app_name(md), obs.serve)
+    old = md.status
+    cond = _Conditions(old.conditions, now, md.metadata.generation)
+    actions: list[Action] = []
+    events: list[PostEvent] = []
     if md.status_dropped:
         # Rebuilt by this pass from observations; said once, since the status written now reads whole.
         dropped = f"dropped and rebuilt: {'; '.join(md.status_dropped)}"
         events.append(PostEvent(EventType.WARNING, "StatusPartlyUnreadable", dropped))
+    retry_reason = ""
+    serve_app = old.serve_application
+    ready_replicas = old.ready_replicas
+    stable, rollout, history = old.stable, old.rollout, old.rollout_history
+    address = ray_address(md, config)
+
+    if isinstance(obs.serve, ServeApps):
+        serve_app = _serve_summary(app_name(md), obs.serve)
 
     drafts = spec_drafts(md)
     if isinstance(obs.model, ResolvedModel):

@@ -21,8 +21,8 @@ from steward.api.serve_app import (
     ShadowConfig,
     VersionArgs,
     router_access,
-    version_app_name,
     router_app_name,
+    version_app_name,
     version_deployment_name,
 )
 from steward.operator.config import OperatorConfig
