@@ -38,12 +38,12 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     AS_EXPECTED = "AsExpected"
     DELETING = "Deleting"
-
-
-class Phase(StrEnum):
     # The stored status could not be read: nothing moves on Ray until it is rebuilt from what Ray serves.
     STATUS_UNREADABLE = "StatusUnreadable"
     STATUS_RECOVERED = "StatusRecovered"
+
+
+class Phase(StrEnum):
     """A one-word summary for printer columns, derived from the conditions."""
 
     PENDING = "Pending"
