@@ -39,6 +39,10 @@ CSV_COLUMNS = (
 )
 # CSV has no null: an empty cell in these columns is an absent value (None).
 _NULLABLE = ("uid", "model", "from_version", "to_version", "signature")
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection): such a cell, and one
+# that starts with the quote itself so that reading back stays exact, gets a leading single quote, which
+# spreadsheets show as text and `from_csv` takes off again.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 
 
 # --- JSON -------------------------------------------------------------------------------------------------
@@ -96,7 +100,15 @@ def _csv_row(record: AuditRecord) -> dict[str, str]:
                 f"record seq {record.seq}: an empty {column} cannot be told from a missing one in CSV; "
                 "export as JSON instead"
             )
-    return {column: "" if value is None else value for column, value in row.items()}
+    return {column: _neutralise("" if value is None else value) for column, value in row.items()}
+
+
+def _neutralise(cell: str) -> str:
+    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def _restore(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") else cell
 
 
 def to_csv(records: Sequence[AuditRecord]) -> str:
@@ -151,7 +163,7 @@ def from_csv(text: str) -> list[AuditRecord]:
         if None in row or any(value is None for value in row.values()):
             raise ValueError(f"row {reader.line_num}: expected {len(CSV_COLUMNS)} cells")
         try:
-            records.append(_record_from_row(row))
+            records.append(_record_from_row({column: _restore(cell) for column, cell in row.items()}))
         except ValueError as exc:
             raise ValueError(f"row {reader.line_num}: {exc}") from exc
     return records

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,6 +116,29 @@ def test_csv_has_the_documented_columns_and_compact_evidence() -> None:
     header = text.splitlines()[0]
     assert tuple(header.split(",")) == CSV_COLUMNS
     assert '"{""model_uri"":""models:/credit-risk/3"",' in text
+
+
+@pytest.mark.parametrize(
+    "text", ['=HYPERLINK("http://evil.example","x")', "+1+2", "-2+3", "@SUM(A1)", "\tx", "\rx", "'quoted"]
+)
+def test_csv_cells_cannot_become_formulas_and_still_read_back(text: str) -> None:
+    # Free text from annotations (reason, actor) and versions reach the CSV as cells a spreadsheet would run.
+    records = []
+    for i, d in enumerate(
+        [
+            draft(AuditAction.CREATED, text, actor=text, model=ModelVersions(name=text, to_version=text)),
+            draft(AuditAction.SPEC_CHANGED, f"{text} again", actor="bob"),
+        ]
+    ):
+        records.append(seal(d, records[-1] if records else None, T0 + timedelta(minutes=i), KEY))
+    exported = to_csv(records)
+    rows = list(csv.reader(io.StringIO(exported, newline="")))[1:]
+    cells = [cell for row in rows for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert rows[0][CSV_COLUMNS.index("reason")] == "'" + text
+    back = from_csv(exported)
+    assert back == records
+    assert verify("risk/credit", back, KEY).ok
 
 
 def test_csv_refuses_an_empty_value_it_could_not_read_back() -> None:
