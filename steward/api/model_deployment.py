@@ -173,6 +173,19 @@ class StableVersion(_Wire):
     run_id: str | None = None
 
 
+class AliasTarget(_Wire):
+    """What the spec's registry alias named when the operator last looked, and how often it moved."""
+
+    # Each move's audit record is keyed by the count, so a move back to an earlier version is recorded
+    # again, and a replayed pass is not.
+
+    model_config = ConfigDict(extra="ignore")
+
+    alias: str
+    version: str
+    moves: Annotated[int, Field(ge=0)] = 0
+
+
 class ServeApplicationStatus(_Wire):
     model_config = ConfigDict(extra="ignore")
 
@@ -211,6 +224,7 @@ class ModelDeploymentStatus(_Wire):
         ),
     ] = []
     stable: StableVersion | None = None
+    alias_target: AliasTarget | None = None
     endpoint: str | None = None
     serve_application: ServeApplicationStatus | None = None
     ready_replicas: int = 0

@@ -1,8 +1,9 @@
 """Appending to the audit trail: in order, once per cause, and never dropped.
 
-A draft whose cause is already in the trail is skipped, so a replayed reconcile adds nothing. A record the
-store cannot take (unreachable, refusing) stays buffered, in order, ahead of any later draft of the same
-deployment, and every later call tries again first; `pending()` says how far behind the trail is.
+A draft whose cause is already in the trail for the same object (uid) is skipped, so a replayed reconcile
+adds nothing. A record the store cannot take (unreachable, refusing) stays buffered, in order, ahead of
+any later draft of the same deployment, and every later call tries again first; `pending()` says how far
+behind the trail is.
 """
 
 from __future__ import annotations
@@ -23,15 +24,21 @@ log = logging.getLogger(__name__)
 _SPEC_ACTIONS = (AuditAction.CREATED, AuditAction.SPEC_CHANGED)
 
 
+def identity(draft: RecordDraft) -> tuple[str | None, str]:
+    """What makes a record a replay: the same cause for the same object. A resource deleted and re-created
+    under the same name shares its trail but not its uid, so its records are new."""
+    return draft.deployment.uid, draft.cause
+
+
 @dataclass
 class _Tail:
     last: AuditRecord | None = None
-    causes: set[str] = field(default_factory=set)
+    causes: set[tuple[str | None, str]] = field(default_factory=set)
     last_spec: dict[str, Any] | None = None
 
     def add(self, record: AuditRecord) -> None:
         self.last = record
-        self.causes.add(record.cause)
+        self.causes.add(identity(record))
         if record.action in _SPEC_ACTIONS and isinstance(record.evidence.get("spec"), dict):
             self.last_spec = record.evidence["spec"]
 
@@ -73,7 +80,9 @@ class AuditTrail:
                 key = draft.deployment.key
                 tail = self._tail_if_readable(key)
                 queued = self._pending.get(key, [])
-                if any(d.cause == draft.cause for d in queued) or (tail and draft.cause in tail.causes):
+                if any(identity(d) == identity(draft) for d in queued) or (
+                    tail and identity(draft) in tail.causes
+                ):
                     continue  # a replay, before or after the store took the first one, is still one record
                 self._pending.setdefault(key, []).append(draft)
                 accepted.append(draft)
@@ -104,7 +113,7 @@ class AuditTrail:
             tail = self._tails.get(deployment) or self._load(deployment)
             while queue:
                 draft = queue[0]
-                if draft.cause not in tail.causes:
+                if identity(draft) not in tail.causes:
                     record = seal(self._complete(draft, tail), tail.last, self.clock(), self.key)
                     try:
                         self.store.append(record)

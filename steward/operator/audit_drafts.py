@@ -13,6 +13,8 @@ from steward.api.model_deployment import (
     ACTOR_ANNOTATION,
     AUTHENTICATED_USER_ANNOTATION,
     CHANGE_REASON_ANNOTATION,
+    AliasTarget,
+    Condition,
     ModelDeployment,
     ModelDeploymentStatus,
 )
@@ -61,21 +63,53 @@ def spec_drafts(md: ModelDeployment) -> list[RecordDraft]:
     ]
 
 
+def _alias_move(md: ModelDeployment, model: ResolvedModel) -> tuple[str, str] | None:
+    """(from version, cause) when the alias names another version than the operator saw last time."""
+    alias, seen, stable = md.spec.model.alias, md.status.alias_target, md.status.stable
+    if alias is None:
+        return None
+    if seen is not None and seen.alias == alias:
+        if seen.version == model.version:
+            return None
+        return seen.version, f"alias:{alias}:move-{seen.moves + 1}:{seen.version}->{model.version}"
+    # Not seen under this alias: a new resource (its first version is `created`, not a move), a renamed alias,
+    # or a status written before aliasTarget existed; what serves is what the alias named.
+    if stable is None or stable.version == model.version:
+        return None
+    if seen is None:
+        # The cause such a move had before aliasTarget existed: an upgrade does not record it twice.
+        return stable.version, f"alias:{alias}:{model.version}"
+    return stable.version, f"alias:{alias}:move-{seen.moves + 1}:{stable.version}->{model.version}"
+
+
+def alias_target(md: ModelDeployment, model: ResolvedModel) -> AliasTarget | None:
+    """What status remembers of the alias after this pass. Kept while the spec pins a version, so that the
+    move count never goes back and a later move cannot reuse an earlier move's cause."""
+    alias, seen = md.spec.model.alias, md.status.alias_target
+    if alias is None:
+        return seen
+    moved = _alias_move(md, model) is not None
+    moves = (seen.moves if seen is not None else 0) + (1 if moved else 0)
+    return AliasTarget(alias=alias, version=model.version, moves=moves)
+
+
 def alias_drafts(md: ModelDeployment, model: ResolvedModel) -> list[RecordDraft]:
-    """alias-moved: the registry, not the resource, changed which version should serve."""
-    stable = md.status.stable
+    """alias-moved: the registry, not the resource, changed which version should serve. Once per real move,
+    keyed by the move count in status: 3 -> 4 -> 3 is two records, a replayed pass is none."""
+    move = _alias_move(md, model)
     alias = md.spec.model.alias
-    if alias is None or stable is None or stable.version == model.version:
+    if move is None or alias is None:
         return []
+    from_version, cause = move
     return [
         RecordDraft(
             deployment=deployment_ref(md),
             actor=OPERATOR_ACTOR,
             action=AuditAction.ALIAS_MOVED,
-            model=ModelVersions(name=model.name, from_version=stable.version, to_version=model.version),
+            model=ModelVersions(name=model.name, from_version=from_version, to_version=model.version),
             reason=f"registry alias @{alias} now names version {model.version}",
             evidence={"alias": alias, "model_uri": model.model_uri, "run_id": model.run_id},
-            cause=f"alias:{alias}:{model.version}",
+            cause=cause,
         )
     ]
 
@@ -131,10 +165,19 @@ def outcome_drafts(
                 model=ModelVersions(name=md.spec.model.name, to_version=version),
                 reason=after.message[:500],
                 evidence={"message": after.message, "serve_status": "DEPLOY_FAILED"},
-                cause=f"deploy-failed:{version}:generation-{generation}",
+                # Keyed by the state it left: failing again after a recovery is another record.
+                cause=f"deploy-failed:{version}:generation-{generation}:{_since(before)}",
             )
         )
     return drafts
+
+
+def _since(condition: Condition | None) -> str:
+    return (
+        f"from-{condition.reason.value}-{condition.last_transition_time.isoformat()}"
+        if condition
+        else "first"
+    )
 
 
 def deletion_draft(md: ModelDeployment, requested_at: datetime, leftover: str | None) -> RecordDraft:

@@ -30,7 +30,13 @@ from steward.operator.actions import (
     PostEvent,
     RecordAudit,
 )
-from steward.operator.audit_drafts import alias_drafts, deletion_draft, outcome_drafts, spec_drafts
+from steward.operator.audit_drafts import (
+    alias_drafts,
+    alias_target,
+    deletion_draft,
+    outcome_drafts,
+    spec_drafts,
+)
 from steward.operator.config import OperatorConfig
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
 from steward.operator.rollout import RolloutDecision, decide_rollout
@@ -154,6 +160,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         observed_generation=md.metadata.generation,
         conditions=cond.items,
         stable=stable,
+        alias_target=(
+            alias_target(md, obs.model) if isinstance(obs.model, ResolvedModel) else old.alias_target
+        ),
         endpoint=config.endpoint_for(address, route_prefix(md)),
         serve_application=serve_app,
         ready_replicas=ready_replicas,
@@ -163,8 +172,11 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
     actions.extend(_transition_events(old.conditions, status.conditions))
     actions.extend(events)
     drafts += outcome_drafts(md, status, obs.model if isinstance(obs.model, ResolvedModel) else None)
-    # Records first: the trail says what happened before anything reports it done.
-    actions = [RecordAudit(d) for d in drafts] + actions
+    # The change first, then the records that describe it, then the Events that report it: the reconciler
+    # stops at the first action Ray refuses, so no record claims a weight change or promotion that failed.
+    changes = [a for a in actions if not isinstance(a, PostEvent)]
+    reports = [a for a in actions if isinstance(a, PostEvent)]
+    actions = changes + [RecordAudit(d) for d in drafts] + reports
     return Decision(
         status=status,
         actions=actions,

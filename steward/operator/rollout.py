@@ -153,6 +153,7 @@ class _Machine:
         cause: str,
         actor: str = OPERATOR_ACTOR,
         evidence: dict[str, Any] | None = None,
+        prefix: str | None = None,
     ) -> None:
         self.drafts.append(
             RecordDraft(
@@ -171,7 +172,7 @@ class _Machine:
                     "weight": self.r.weight,
                     **(evidence or {}),
                 },
-                cause=f"{self.cause}:{cause}",
+                cause=f"{prefix or self.cause}:{cause}",
             )
         )
 
@@ -523,6 +524,15 @@ def start_rollout(
     )
 
 
+def start_identity(md: ModelDeployment, r: ActiveRollout) -> str:
+    """Which rollout this is, from the status it starts from, not the clock: a pass replayed after a crash
+    (the trail written, the status not) names the same rollout, so its start is recorded once. Two real
+    starts differ, as a rollout must end, and join the history, before the next begins."""
+    history = md.status.rollout_history
+    after = history[-1].finished_at.isoformat() if history else "none"
+    return f"rollout:{r.from_version}->{r.canary.version}:generation-{r.generation}:after-{after}"
+
+
 def blocking_record(md: ModelDeployment, target: ResolvedModel) -> RolloutRecord | None:
     """A rollout of this very version failed under this very spec: do not start it again by itself."""
     history = md.status.rollout_history
@@ -562,6 +572,7 @@ def decide_rollout(
             AuditAction.ROLLOUT_STARTED,
             reason,
             "started",
+            prefix=start_identity(md, r),
             actor=OPERATOR_ACTOR if md.spec.model.alias else requester(md),
             evidence={
                 "steps": [

@@ -29,8 +29,8 @@ def test_a_life_creates_deploys_changes_and_deletes():
     (created,) = drafts(d1)
     assert created.action == AuditAction.CREATED and created.cause == "created"
     assert created.evidence["spec"]["model"] == {"name": "credit-risk", "version": "3"}
-    assert isinstance(d1.actions[0], RecordAudit)  # the record comes before the apply
-    assert isinstance(d1.actions[1], ApplyServeApplications)
+    assert isinstance(d1.actions[0], ApplyServeApplications)  # the change before the record of it
+    assert isinstance(d1.actions[1], RecordAudit)
 
     planned = desired(r1, resolved())
     d2, r2 = step(r1, Observations(resolved(), serving("RUNNING", planned)))
@@ -77,7 +77,7 @@ def test_alias_moved_is_recorded_once():
     )
     d, _ = step(settled, Observations(resolved("4"), NOTHING))
     moved = [x for x in drafts(d) if x.action == AuditAction.ALIAS_MOVED]
-    assert len(moved) == 1 and moved[0].cause == "alias:champion:4"
+    assert len(moved) == 1 and moved[0].cause == "alias:champion:move-1:3->4"
     assert (moved[0].model.from_version, moved[0].model.to_version) == ("3", "4")
 
 
