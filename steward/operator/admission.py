@@ -1,9 +1,11 @@
 """Who really changed a ModelDeployment: the user the API server authenticated, stamped at admission (pure).
 
 `steward.io/actor` is what a client says about itself (the steward CLI fills it in); a mutating admission
-webhook sees the API server's `userInfo` and records it in `steward.io/authenticated-user`, replacing whatever
-the request carried. Only changes a person makes are stamped (a new object, a spec change, a rollout command):
-the operator's own writes (status, its bookkeeping annotations) would otherwise overwrite the person's name.
+webhook sees the API server's `userInfo` and records it in `steward.io/authenticated-user`. Only this webhook
+may set it, so it rules on every create and update: a change a person makes (a new object, a spec change, a
+rollout command) gets that person's name, replacing whatever the request carried; any other update (the
+operator's status and bookkeeping writes, a metadata-only edit) gets the previous value back, so the person's
+name stays and nobody can plant one without making the change it would vouch for.
 """
 
 from __future__ import annotations
@@ -38,8 +40,13 @@ def is_human_change(operation: str, old: Mapping[str, Any] | None, new: Mapping[
 
 def stamp(
     operation: str, userinfo: Mapping[str, Any], old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
-) -> dict[str, str]:
-    """The annotations to set on this admission request (empty: leave the object alone)."""
-    if not is_human_change(operation, old, new):
+) -> dict[str, str | None]:
+    """The annotations to set on this admission request (None: remove; empty: leave the object alone)."""
+    if is_human_change(operation, old, new):
+        return {AUTHENTICATED_USER_ANNOTATION: authenticated_identity(userinfo)}
+    if operation != "UPDATE":
         return {}
-    return {AUTHENTICATED_USER_ANNOTATION: authenticated_identity(userinfo)}
+    previous = _annotations(old).get(AUTHENTICATED_USER_ANNOTATION)
+    if _annotations(new).get(AUTHENTICATED_USER_ANNOTATION) == previous:
+        return {}
+    return {AUTHENTICATED_USER_ANNOTATION: None if previous is None else str(previous)}

@@ -36,10 +36,26 @@ def requester(md: ModelDeployment) -> str:
 def actor_of(md: ModelDeployment, declared: str | None) -> str:
     authenticated = md.metadata.annotations.get(AUTHENTICATED_USER_ANNOTATION)
     if authenticated is None:
-        return declared or "unknown (no steward.io/actor annotation)"
+        return declared_actor(declared)
     if declared and declared != authenticated:
         return f"{declared} (authenticated as {authenticated})"
     return authenticated
+
+
+def declared_actor(declared: str | None) -> str:
+    """A name only the client vouches for (anyone who may edit the object can write any name): says so."""
+    return f"{declared} (declared)" if declared else "unknown (no steward.io/actor annotation)"
+
+
+def with_trusted_identity(md: ModelDeployment, stamped_by_webhook: bool) -> ModelDeployment:
+    """The resource as the audit trail may read it. Only the admission webhook can vouch for
+    `steward.io/authenticated-user` (it overwrites it on every create and update); without the webhook, anyone
+    who may edit the object can write it, so it is ignored and records name the declared actor as declared."""
+    annotations = md.metadata.annotations
+    if stamped_by_webhook or AUTHENTICATED_USER_ANNOTATION not in annotations:
+        return md
+    kept = {k: v for k, v in annotations.items() if k != AUTHENTICATED_USER_ANNOTATION}
+    return md.model_copy(update={"metadata": md.metadata.model_copy(update={"annotations": kept})})
 
 
 def spec_drafts(md: ModelDeployment) -> list[RecordDraft]:
@@ -187,7 +203,7 @@ def deletion_draft(md: ModelDeployment, requested_at: datetime, leftover: str | 
         # Not the authenticated user: the webhook stamps changes, and a deletion is not one; that annotation
         # names whoever changed the object last. The declared actor is what the deleting client set (the CLI
         # annotates before it deletes).
-        actor=md.metadata.annotations.get(ACTOR_ANNOTATION, "unknown (no steward.io/actor annotation)"),
+        actor=declared_actor(md.metadata.annotations.get(ACTOR_ANNOTATION)),
         action=AuditAction.DELETED,
         model=ModelVersions(
             name=md.spec.model.name, from_version=md.status.stable.version if md.status.stable else None

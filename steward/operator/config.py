@@ -48,6 +48,12 @@ class OperatorConfig:
     webhook_managed: str | None = None
 
     @property
+    def identity_stamped_by_webhook(self) -> bool:
+        """Does this operator's admission webhook vouch for steward.io/authenticated-user? Without it the
+        annotation is whatever a client wrote, and records say the actor is declared."""
+        return self.webhook_port is not None
+
+    @property
     def http_options(self) -> dict[str, object]:
         return {"host": self.serve_host, "port": self.serve_port}
 

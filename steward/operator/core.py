@@ -36,6 +36,7 @@ from steward.operator.audit_drafts import (
     deletion_draft,
     outcome_drafts,
     spec_drafts,
+    with_trusted_identity,
 )
 from steward.operator.config import OperatorConfig
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
@@ -99,6 +100,7 @@ class _Conditions:
 
 
 def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: datetime) -> Decision:
+    md = with_trusted_identity(md, config.identity_stamped_by_webhook)
     if (unreadable := held_because(md)) is not None:
         # Without stable and rollout, the plan below would send all traffic to the spec's version.
         held, notices, retry = hold_unreadable(md, obs, now, unreadable)
@@ -401,7 +403,7 @@ def deletion_actions(md: ModelDeployment, config: OperatorConfig) -> list[Action
 
 
 def retry_delay_s(attempt: int, max_delay_s: float, *, draw: float) -> float:
-    """Exponential backoff with full jitter for temporary problems: uniform in [0, min(cap, 2**attempt)) seconds,
-    `draw` being the caller's uniform random number in [0, 1] (pure: the caller owns the randomness). Jitter
-    spreads the retries of many objects that failed on one outage instead of sending them back together."""
+    """Exponential backoff with full jitter for temporary problems: uniform in [0, min(cap, 2**attempt))
+    seconds, `draw` being the caller's uniform random number in [0, 1] (pure: the caller owns the
+    randomness). Jitter spreads the retries of many objects that failed on one outage over time."""
     return float(min(max_delay_s, 2 ** min(attempt, 16))) * min(1.0, max(0.0, draw))

@@ -175,8 +175,9 @@ def test_delete_removes_the_application(
         assert action in history.output
     records = LocalFolderStore(home / "audit").read("lending/scorer")
     assert [(r.action.value, r.actor, r.reason) for r in records if r.action.value != "deployed"] == [
-        ("created", "carol@bank", "CR-42 first release"),
-        ("deleted", "dave", "retired"),
+        # No admission webhook locally: the CLI's STEWARD_ACTOR is what the user declared.
+        ("created", "carol@bank (declared)", "CR-42 first release"),
+        ("deleted", "dave (declared)", "retired"),
     ]
     verified = cli("audit", "verify", "scorer", "-n", "lending", "--home", str(home))
     assert verified.exit_code == 0, verified.output

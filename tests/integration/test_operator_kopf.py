@@ -114,6 +114,7 @@ async def cluster(
 ) -> AsyncIterator[Cluster]:
     for key, value in {
         "STEWARD_RAY_ADDRESS": stack.ray_address,
+        "STEWARD_ALLOW_INSECURE_RAY": "true",  # the local stack's dashboard is plain http on 127.0.0.1
         "MLFLOW_TRACKING_URI": stack.tracking_uri,
         "STEWARD_SERVE_PORT": str(stack.serve_port),
         "STEWARD_ENDPOINT_BASE": stack.serve_url,
@@ -250,10 +251,11 @@ async def test_create_serve_update_delete(
         "deleted",
     ]
     assert (records[6].model.from_version, records[6].model.to_version) == (models.good_v1, models.good_v2)
-    assert records[2].actor == "alice@bank"
+    # The webhook is off here: names are what the client declared, and the records say so.
+    assert records[2].actor == "alice@bank (declared)"
     assert (records[5].actor, records[5].reason) == (
-        "alice@bank",
-        "step 2 completed by alice@bank: CR-9 sign-off",
+        "alice@bank (declared)",
+        "step 2 completed by alice@bank (declared): CR-9 sign-off",
     )
     assert f"model.version: {models.good_v1} -> {models.good_v2}" in records[2].evidence["changes"]
     assert verify(f"{NS}/credit", records).ok

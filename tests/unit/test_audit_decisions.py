@@ -66,7 +66,8 @@ def test_actor_and_reason_come_from_annotations():
         }
     )
     (created,) = drafts(decide(resource, Observations(resolved(), NOTHING), CONFIG, T0))
-    assert (created.actor, created.reason) == ("alice@bank", "CR-123")
+    # No admission webhook in CONFIG: the name is what the client declared, and the record says so.
+    assert (created.actor, created.reason) == ("alice@bank (declared)", "CR-123")
 
 
 def test_alias_moved_is_recorded_once():

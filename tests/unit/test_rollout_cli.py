@@ -728,11 +728,11 @@ def test_pause_resume_and_watch_drive_the_operator_to_promotion(
     use(monkeypatch, WorldSource())
     result = run(tmp_path, "pause", NAME, "--reason", "CR-1")
     assert result.exit_code == 0, result.output
-    assert "the rollout is Paused: paused by alice: CR-1" in result.output
+    assert "the rollout is Paused: paused by alice (declared): CR-1" in result.output
     result = run(tmp_path, "resume", NAME)
     assert "the operator handled it; the rollout is Progressing" in flat(result)
     result = run(tmp_path, "resume", NAME)
-    assert "resume by alice ignored: the rollout is not paused" in flat(result)
+    assert "resume by alice (declared) ignored: the rollout is not paused" in flat(result)
     result = watch(tmp_path)
     assert result.exit_code == 0, result.output
     assert "rollout 3 -> 4 Promoted" in result.output

@@ -188,7 +188,7 @@ def test_too_little_traffic_pauses_instead_of_promoting():
     world.until(lambda w: w.rollout is None)
     assert world.stable_version == "4"
     resumed = [d for d in world.drafts() if d.reason.startswith("resumed by")]
-    assert len(resumed) == 1 and resumed[0].actor == "ops@bank"
+    assert len(resumed) == 1 and resumed[0].actor == "ops@bank (declared)"
 
 
 def test_pause_and_resume_by_hand_hold_the_weight():
@@ -207,8 +207,11 @@ def test_pause_and_resume_by_hand_hold_the_weight():
     command(world, "resume", "c2")
     world.until(lambda w: w.rollout is None)
     assert world.stable_version == "4"
-    manual = [(d.actor, d.reason) for d in world.drafts() if d.actor == "ops@bank"]
-    assert manual == [("ops@bank", "paused by ops@bank: CR-7"), ("ops@bank", "resumed by ops@bank: CR-7")]
+    manual = [(d.actor, d.reason) for d in world.drafts() if d.actor == "ops@bank (declared)"]
+    assert manual == [
+        ("ops@bank (declared)", "paused by ops@bank (declared): CR-7"),
+        ("ops@bank (declared)", "resumed by ops@bank (declared): CR-7"),
+    ]
 
 
 def test_a_command_is_acted_on_once():
@@ -222,7 +225,7 @@ def test_a_command_is_acted_on_once():
     world.restart_operator()
     world.step()  # c2 again: already handled
     assert world.rollout.state == RolloutState.PROGRESSING
-    assert [d.reason for d in world.drafts()].count("resumed by ops@bank: CR-7") == 1
+    assert [d.reason for d in world.drafts()].count("resumed by ops@bank (declared): CR-7") == 1
 
 
 def test_promote_finishes_the_current_step_and_promote_full_skips_the_rest():
@@ -238,7 +241,7 @@ def test_promote_finishes_the_current_step_and_promote_full_skips_the_rest():
     world.until(lambda w: w.rollout is None)
     (record,) = world.resource.status.rollout_history
     assert record.outcome == Outcome.PROMOTED and record.reason.startswith("promoted by ops@bank")
-    assert world.drafts()[-1].actor == "ops@bank"
+    assert world.drafts()[-1].actor == "ops@bank (declared)"
 
 
 def test_abort_returns_all_traffic_to_stable_and_records_who():
@@ -250,9 +253,9 @@ def test_abort_returns_all_traffic_to_stable_and_records_who():
     assert weights(world) == {"3": 100, "4": 0}
     world.until(lambda w: w.rollout is None)
     (record,) = world.resource.status.rollout_history
-    assert (record.outcome, record.reason) == (Outcome.ABORTED, "aborted by carol@bank: CR-7")
+    assert (record.outcome, record.reason) == (Outcome.ABORTED, "aborted by carol@bank (declared): CR-7")
     last = world.drafts()[-1]
-    assert (last.action, last.actor) == (AuditAction.ABORTED, "carol@bank")
+    assert (last.action, last.actor) == (AuditAction.ABORTED, "carol@bank (declared)")
     assert condition(world, ConditionType.DEGRADED).status.value == "False"
     assert condition(world, ConditionType.PROGRESSING).reason == Reason.ROLLOUT_ABORTED
 
@@ -267,7 +270,9 @@ def test_a_command_while_finishing_is_answered_as_ignored():
     command(world, "pause", "c2")
     world.step(0.5)
     assert world.rollout.handled_command == "c2"
-    assert world.rollout.message.startswith("pause by ops@bank ignored: the rollout is already finishing")
+    assert world.rollout.message.startswith(
+        "pause by ops@bank (declared) ignored: the rollout is already finishing"
+    )
     world.until(lambda w: w.rollout is None)
     assert world.resource.status.rollout_history[-1].outcome == Outcome.ABORTED
 
