@@ -6,13 +6,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
 
 from steward.api.crd import render_crd_yaml
 from steward.api.manifests import ManifestError, load_manifests
+from steward.api.model_deployment import API_VERSION, KIND
 from steward.cli.audit import audit, history
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail, stamped, who_and_why
 from steward.cli.rollout import abort, pause, promote, resume, rollout
@@ -113,8 +114,19 @@ def dev_apply(
         fail(str(exc))
     store = LocalStore(home)
     for md in manifests:
+        path = store.manifest_path(md.metadata.namespace, md.metadata.name)
+        before = path.read_text() if path.exists() else None
         store.apply(stamped(md, reason))
-        console.print(f"modeldeployment.steward.io/{md.metadata.name} configured")
+        console.print(
+            f"modeldeployment.steward.io/{md.metadata.name} {apply_outcome(before, path.read_text())}"
+        )
+
+
+def apply_outcome(before: str | None, after: str) -> str:
+    """What `kubectl apply` would say: the manifest is new, changed (spec or who-and-why), or the same."""
+    if before is None:
+        return "created"
+    return "unchanged" if before == after else "configured"
 
 
 @dev.command("delete")
@@ -148,11 +160,17 @@ def get_md(
             for c in objects[0].status.conditions:
                 console.print(f"  {c.type.value}={c.status.value} {c.reason.value}: {c.message}")
     elif output in ("yaml", "json"):
-        docs = [o.to_json() for o in objects]
-        text = yaml.safe_dump(docs, sort_keys=False) if output == "yaml" else json.dumps(docs, indent=2)
+        # As kubectl: one object for a NAME, a List for all of them.
+        docs = [{"apiVersion": API_VERSION, "kind": KIND, **o.to_json()} for o in objects]
+        doc = docs[0] if name is not None else list_of(docs)
+        text = yaml.safe_dump(doc, sort_keys=False) if output == "yaml" else json.dumps(doc, indent=2)
         sys.stdout.write(text + "\n")
     else:
         fail(f"unknown output {output!r}: use table, yaml or json")
+
+
+def list_of(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
 
 
 @app.command()

@@ -113,8 +113,11 @@ class LocalStore:
         self.events = home / "events.jsonl"
 
     # --- what the user asked for -------------------------------------------------------------
+    def manifest_path(self, namespace: str, name: str) -> Path:
+        return self.manifests / f"{_file_key(namespace, name)}.yaml"
+
     def apply(self, md: ModelDeployment) -> Path:
-        path = self.manifests / f"{_file_key(md.metadata.namespace, md.metadata.name)}.yaml"
+        path = self.manifest_path(md.metadata.namespace, md.metadata.name)
         doc = md.model_dump(mode="json", by_alias=True, exclude={"status"}, exclude_none=True)
         doc["metadata"] = {"name": md.metadata.name, "namespace": md.metadata.namespace}
         if md.metadata.annotations:

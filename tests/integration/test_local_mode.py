@@ -61,7 +61,7 @@ spec:
     )
     result = cli("dev", "apply", "-f", str(manifest), "--reason", "CR-42 first release", "--home", str(home))
     assert result.exit_code == 0, result.output
-    assert "modeldeployment.steward.io/scorer configured" in result.output
+    assert "modeldeployment.steward.io/scorer created" in result.output
     obj = wait_until(
         lambda: (o := store.get("lending", "scorer")) and o.status.phase.value == "Ready" and o,
         180,
@@ -80,7 +80,7 @@ def test_cli_get_shows_the_ready_deployment(
     row = next(line for line in table.output.splitlines() if "scorer" in line)
     assert "Ready" in row and "credit-risk" in row and models.good_v1 in row
     one = cli("get", "md", "scorer", "-n", "lending", "--home", str(home), "-o", "json")
-    (doc,) = json.loads(one.output)
+    doc = json.loads(one.output)
     assert doc["status"]["stable"]["version"] == models.good_v1
     missing = cli("get", "md", "nope", "-n", "lending", "--home", str(home))
     assert missing.exit_code == 1 and "not found" in missing.output
