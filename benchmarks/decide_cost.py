@@ -36,7 +36,7 @@ def _per_call_us(fn: Callable[[], object], calls: int) -> float:
 
 
 def measure(rounds: int = 7, calls: int = 2000) -> dict[str, float]:
-    config = OperatorConfig()
+    config = OperatorConfig(allow_insecure_ray=True)  # the default address is plain http
     md = ModelDeployment.model_validate(RAW)
     model = ResolvedModel("credit-risk", "7", "models:/credit-risk/7")
     plan = TrafficPlan.single(model.version, model.model_uri)

@@ -35,3 +35,14 @@ class Rejected(AdapterError):
 
 class Unauthorized(Rejected):
     """Missing or wrong credentials: fix the token or Secret."""
+
+
+class AddressNotAllowed(Rejected):
+    """The operator's configuration does not allow this address: nothing is sent to it (not even a token)."""
+
+
+class Conflict(AdapterError):
+    """Someone else's state stands in the way: another writer holds the cluster, or what we read is not
+    complete enough to write back safely. It clears when they finish, or when a person fixes it."""
+
+    temporary = True

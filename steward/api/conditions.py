@@ -24,6 +24,9 @@ class Reason(StrEnum):
     # Ray Serve
     RAY_UNREACHABLE = "RayUnreachable"
     RAY_REJECTED = "RayRejected"
+    RAY_UNAUTHORIZED = "RayUnauthorized"
+    RAY_ADDRESS_NOT_ALLOWED = "RayAddressNotAllowed"
+    RAY_CONFLICT = "RayConflict"
     DEPLOYING = "Deploying"
     DEPLOY_FAILED = "DeployFailed"
     RUNNING = "Running"

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from steward.adapters.errors import AdapterError
+from steward.adapters.errors import AdapterError, AddressNotAllowed, Unauthorized, Unreachable
 from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
 from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_from_env
 from steward.adapters.router_stats import RouterStatsClient
@@ -22,7 +22,6 @@ from steward.api.serve_app import (
     RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,
     TrafficStats,
-    app_version,
     router_access,
     router_secret_from_ray_token,
     version_app_name,
@@ -41,7 +40,7 @@ from steward.operator.actions import (
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
-from steward.operator.serve_config import app_name, ray_address, route_prefix
+from steward.operator.serve_config import app_name, ray_address, ray_address_refusal, route_prefix
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +67,16 @@ def registry_problem(exc: AdapterError) -> Problem:
 
 
 def serve_problem(exc: AdapterError) -> Problem:
-    if exc.temporary:
+    """Only Unreachable means "Ray is gone" (which lets a deletion give up after its wait). A refused token is
+    retried until someone fixes it, and never taken for a cluster that went away."""
+    if isinstance(exc, Unreachable):
         return Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=True)
+    if isinstance(exc, Unauthorized):
+        return Problem(Reason.RAY_UNAUTHORIZED, exc.message, temporary=True)
+    if isinstance(exc, AddressNotAllowed):
+        return Problem(Reason.RAY_ADDRESS_NOT_ALLOWED, exc.message, temporary=False)
+    if exc.temporary:
+        return Problem(Reason.RAY_CONFLICT, exc.message, temporary=True)
     return Problem(Reason.RAY_REJECTED, exc.message, temporary=False)
 
 
@@ -88,11 +95,15 @@ def serve_state(app: ServeApplication) -> ServeState:
 
 
 def serve_apps(applications: dict[str, ServeApplication], router_app: str) -> ServeApps:
+    prefix = version_app_name(router_app, "")
     router = applications.get(router_app)
-    versions = {name: app_version(router_app, name) for name in applications}
     return ServeApps(
         router=None if router is None else serve_state(router),
-        versions={v: serve_state(applications[name]) for name, v in versions.items() if v is not None},
+        versions={
+            name[len(prefix) :]: serve_state(app)
+            for name, app in applications.items()
+            if name.startswith(prefix)
+        },
     )
 
 
@@ -151,6 +162,9 @@ class Reconciler:
             client.close()
 
     def serve_client(self, address: str) -> RayServeClient:
+        # The one way to a Ray cluster: the token goes nowhere the platform did not allow.
+        if (refusal := ray_address_refusal(address, self.config)) is not None:
+            raise AddressNotAllowed(refusal)
         if address not in self._serve_clients:
             self._serve_clients[address] = RayServeClient(address, self.ray_token)
         return self._serve_clients[address]
@@ -169,7 +183,7 @@ class Reconciler:
         except AdapterError as exc:
             serve = serve_problem(exc)
         traffic: TrafficStats | Problem | None = None
-        if md.status.rollout is not None:
+        if md.status.rollout is not None and ray_address_refusal(address, self.config) is None:
             # Only a rollout judges traffic; a steady deployment is not polled for it.
             try:
                 secret = self.config.router_secret

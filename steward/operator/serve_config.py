@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from steward.api.model_deployment import ModelDeployment, memory_bytes
 from steward.api.rollout import Stickiness
@@ -21,7 +22,6 @@ from steward.api.serve_app import (
     ShadowConfig,
     VersionArgs,
     router_access,
-    router_app_name,
     version_app_name,
     version_deployment_name,
 )
@@ -29,7 +29,7 @@ from steward.operator.config import OperatorConfig
 
 
 def app_name(md: ModelDeployment) -> str:
-    return router_app_name(md.metadata.namespace, md.metadata.name)
+    return f"{md.metadata.namespace}-{md.metadata.name}"
 
 
 def route_prefix(md: ModelDeployment) -> str:
@@ -38,6 +38,48 @@ def route_prefix(md: ModelDeployment) -> str:
 
 def ray_address(md: ModelDeployment, config: OperatorConfig) -> str:
     return (md.spec.serving.ray_address or config.ray_address).rstrip("/")
+
+
+def _canonical(address: str) -> str | None:
+    """scheme://host:port in lower case, or None for anything that is not a plain dashboard URL (user info,
+    a query or fragment could make two spellings of one allowed address differ from what is contacted)."""
+    try:
+        url = urlsplit(address.strip())
+        port = url.port
+    except ValueError:
+        return None
+    if url.scheme not in ("http", "https") or not url.hostname or url.username is not None:
+        return None
+    if url.query or url.fragment:
+        return None
+    default_port = 443 if url.scheme == "https" else 80
+    return f"{url.scheme}://{url.hostname}:{port or default_port}{url.path.rstrip('/')}"
+
+
+def ray_address_refusal(address: str, config: OperatorConfig) -> str | None:
+    """Why the operator must not contact `address` (it would send its Ray token there), or None.
+
+    Only the platform's addresses are allowed (the default and `allowed_ray_addresses`), never one a
+    ModelDeployment makes up; plain http only where the platform says its network is trusted."""
+    canonical = _canonical(address)
+    if canonical is None:
+        return (
+            f"rayAddress {address!r} is not a Ray dashboard URL (http[s]://host[:port][/path], nothing more)"
+        )
+    allowed = {_canonical(a) for a in (config.ray_address, *config.allowed_ray_addresses)}
+    if canonical not in allowed:
+        return (
+            f"rayAddress {address} is not one of the Ray clusters this operator may use; ask the platform "
+            "team to add it to the operator's allowed addresses (chart value ray.allowedAddresses, "
+            "STEWARD_ALLOWED_RAY_ADDRESSES) or remove spec.serving.rayAddress"
+        )
+    if canonical.startswith("http://") and not config.allow_insecure_ray:
+        return (
+            f"rayAddress {address} is plain http, which would send the Ray token in clear; use https, or "
+            "let the platform team allow plain http (chart value ray.allowInsecureHttp, "
+            "STEWARD_ALLOW_INSECURE_RAY)"
+        )
+    return None
 
 
 @dataclass(frozen=True)

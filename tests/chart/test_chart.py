@@ -35,7 +35,16 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "namespaces-and-token": {"watchNamespaces": ["a", "b"], "ray": {"tokenSecret": {"name": "x"}}},
     "everything-set": {
         "watchNamespaces": ["team-*"],
-        "ray": {"address": "http://ray:8265", "tokenSecret": {"name": "ray-auth", "key": "auth_token"}},
+        "ray": {
+            "address": "http://ray:8265",
+            "tokenSecret": {"name": "ray-auth", "key": "auth_token"},
+            "allowedAddresses": ["https://gpu-ray:8265", "https://cpu-ray.other:8265"],
+            "allowInsecureHttp": True,
+        },
+        "modelReplicas": {
+            "env": {"MLFLOW_S3_ENDPOINT_URL": "https://minio.example", "AWS_DEFAULT_REGION": "eu-west-1"},
+            "envSecret": "model-replica-credentials",
+        },
         "mlflow": {"trackingUri": "https://mlflow.example:443"},
         "serve": {"endpointBase": "https://models.example"},
         "operator": {"resyncIntervalSeconds": 7.5, "deletionTimeoutSeconds": 300},
@@ -270,6 +279,24 @@ def test_deployment_env_configures_the_operator(rendered):
     assert config.audit_key_path == (
         "/var/run/secrets/steward-audit/audit-key" if audit.get("keySecret", {}).get("name") else None
     )
+
+
+def test_ray_addresses_and_replica_env_are_the_platforms_choice(rendered):
+    name, docs = rendered
+    values = VALUE_SETS[name]
+    ray, replicas = values.get("ray", {}), values.get("modelReplicas", {})
+    container = _container(docs)
+    env = _env(container)
+    config = config_from_env({k: e["value"] for k, e in env.items() if "value" in e})
+    assert config.allowed_ray_addresses == frozenset(ray.get("allowedAddresses", []))
+    assert config.allow_insecure_ray is ray.get("allowInsecureHttp", False)
+    assert config.replica_env == replicas.get("env", {})
+    if replicas.get("envSecret"):
+        assert container["envFrom"] == [
+            {"prefix": "STEWARD_REPLICA_ENV_", "secretRef": {"name": replicas["envSecret"]}}
+        ]
+    else:
+        assert "envFrom" not in container
 
 
 def test_ray_token_is_mounted_only_when_its_secret_is_named(rendered):

@@ -11,7 +11,10 @@ from steward.operator.observations import ResolvedModel, ServeApps, ServeState
 from steward.operator.serve_config import TrafficPlan, plan_serve_apps
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-CONFIG = OperatorConfig(ray_address="http://ray:8265", tracking_uri="http://mlflow:5000")
+# Plain http like the local stack; tests of the address checks build their own config.
+CONFIG = OperatorConfig(
+    ray_address="http://ray:8265", tracking_uri="http://mlflow:5000", allow_insecure_ray=True
+)
 
 
 def md(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -201,7 +202,8 @@ def test_spec_ray_address_overrides_default_and_drives_endpoint():
     custom = md(
         {"model": {"name": "credit-risk", "version": "3"}, "serving": {"rayAddress": "http://gpu-ray:8265"}}
     )
-    decision = decide(custom, Observations(resolved(), NOTHING), CONFIG, T0)
+    config = replace(CONFIG, allowed_ray_addresses=frozenset({"http://gpu-ray:8265"}))
+    decision = decide(custom, Observations(resolved(), NOTHING), config, T0)
     assert applies(decision)[0].ray_address == "http://gpu-ray:8265"
     assert decision.status.endpoint == "http://gpu-ray:8000/risk/credit"
 
@@ -210,7 +212,12 @@ DELETION_CASES = [
     ("removed", None, 5, True, 0),
     ("ray down, within the wait", Problem(Reason.RAY_UNREACHABLE, "refused", True), 5, False, 0),
     ("ray down past the wait", Problem(Reason.RAY_UNREACHABLE, "refused", True), 500, True, 1),
-    ("ray refuses for good", Problem(Reason.RAY_REJECTED, "401", False), 5, True, 1),
+    # Ray is there and still serves the model: releasing the finalizer would orphan it, however long it takes.
+    ("ray rejects the config", Problem(Reason.RAY_REJECTED, "400", False), 500, False, 0),
+    ("token refused", Problem(Reason.RAY_UNAUTHORIZED, "401", True), 5, False, 0),
+    ("token refused past the wait", Problem(Reason.RAY_UNAUTHORIZED, "401", True), 500, False, 0),
+    ("another writer past the wait", Problem(Reason.RAY_CONFLICT, "busy", True), 500, False, 0),
+    ("address not allowed", Problem(Reason.RAY_ADDRESS_NOT_ALLOWED, "not allowed", False), 0, True, 1),
 ]
 
 
@@ -223,11 +230,11 @@ def test_deletion(case, problem, waited_s, release, warnings):
     posted = [a for a in decision.actions if isinstance(a, PostEvent) and a.type == EventType.WARNING]
     assert len(posted) == warnings
     if warnings:
-        assert "risk.credit" in posted[0].message
+        assert "risk-credit" in posted[0].message
 
 
 def test_deletion_removes_the_application_by_name():
-    assert deletion_actions(md(), CONFIG) == [DeleteServeApplication("http://ray:8265", "risk.credit")]
+    assert deletion_actions(md(), CONFIG) == [DeleteServeApplication("http://ray:8265", "risk-credit")]
 
 
 def test_condition_statuses_are_kubernetes_strings():
