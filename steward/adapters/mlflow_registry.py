@@ -7,6 +7,7 @@ and the three calls it needs are stable parts of the public API.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,10 +56,9 @@ class MlflowRegistry:
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any] | None:
-        """GET; None when MLflow says the resource does not exist."""
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise Unreachable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
         if response.status_code in (401, 403):
@@ -66,27 +66,46 @@ class MlflowRegistry:
                 f"MLflow at {self.tracking_uri} refused the credentials ({response.status_code}): "
                 "set MLFLOW_TRACKING_TOKEN or MLFLOW_TRACKING_USERNAME/PASSWORD"
             )
-        if response.status_code == 404 or "RESOURCE_DOES_NOT_EXIST" in response.text[:500]:
-            return None
         if response.status_code >= 500:
+            # Whatever the body says: a failing server (or a proxy in front of it) knows nothing for sure.
             raise Unreachable(
                 f"MLflow at {self.tracking_uri} failed ({response.status_code}): {response.text[:300]}"
             )
+        return response
+
+    def _json(self, response: httpx.Response, path: str) -> dict[str, Any]:
+        """MLflow's JSON answer. Anything else (an SSO proxy's login page answers 200 with HTML) is no
+        answer about models at all, least of all "not found"."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            kind = response.headers.get("content-type", "no content type")
+            raise Rejected(
+                f"MLflow at {self.tracking_uri} answered {path} with {response.status_code} {kind}, not "
+                "MLflow's JSON (a proxy's login page?): check MLFLOW_TRACKING_URI and the credentials; "
+                f"the answer begins {response.text[:120]!r}"
+            )
+        return body
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any] | None:
+        """GET; None only when MLflow itself says the resource does not exist."""
+        response = self._send("GET", path, params=params)
+        body = self._json(response, path)
         if response.status_code >= 400:
+            if _says_missing(path, body):
+                return None
             raise Rejected(f"MLflow refused {path} {params} ({response.status_code}): {response.text[:300]}")
-        body: dict[str, Any] = response.json()
         return body
 
     def set_version_tag(self, name: str, version: str, key: str, value: str) -> None:
         """Tag a model version, so that model owners see deployment facts in the MLflow UI."""
-        try:
-            response = self._http.post(
-                "/model-versions/set-tag", json={"name": name, "version": version, "key": key, "value": value}
-            )
-        except httpx.HTTPError as exc:
-            raise Unreachable(f"MLflow at {self.tracking_uri} is unreachable: {exc}") from exc
-        if response.status_code >= 500:
-            raise Unreachable(f"MLflow failed to tag {name} v{version} ({response.status_code})")
+        path = "/model-versions/set-tag"
+        response = self._send(
+            "POST", path, json={"name": name, "version": version, "key": key, "value": value}
+        )
+        self._json(response, path)
         if response.status_code >= 400:
             raise Rejected(
                 f"MLflow refused to tag {name} v{version} ({response.status_code}): {response.text[:300]}"
@@ -118,7 +137,11 @@ class MlflowRegistry:
             if not self._model_exists(name):
                 raise ModelNotFound(name, self.tracking_uri)
             raise VersionNotFound(name, wanted, self.versions(name), alias is not None)
-        raw = body["model_version"]
+        raw = body.get("model_version")
+        if not isinstance(raw, dict):
+            raise Rejected(
+                f"MLflow at {self.tracking_uri} answered without a model_version: {str(body)[:200]}"
+            )
         found = ModelVersion(
             name=name,
             version=str(raw["version"]),
@@ -134,6 +157,18 @@ class MlflowRegistry:
                 f"{raw.get('status_message', 'no message')}; register it again"
             )
         return found
+
+
+def _says_missing(path: str, body: dict[str, Any]) -> bool:
+    """MLflow's own words for "no such model, version or alias" (a missing alias is a 400, not a 404)."""
+    code, message = body.get("error_code"), str(body.get("message", ""))
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return (
+        path == "/registered-models/alias"
+        and code == "INVALID_PARAMETER_VALUE"
+        and re.search(r"alias .* not found", message) is not None
+    )
 
 
 class ModelNotFound(NotFound):
