@@ -58,12 +58,18 @@ class AuditTrail:
         self._pending: dict[str, list[RecordDraft]] = {}
         self._lock = threading.Lock()
         self.last_error: str | None = None
+        # deployment -> why its buffered records are not stored yet
+        self._errors: dict[str, str] = {}
 
     def pending(self, deployment: str) -> int:
         return len(self._pending.get(deployment, []))
 
     def pending_drafts(self, deployment: str) -> list[RecordDraft]:
         return list(self._pending.get(deployment, []))
+
+    def error(self, deployment: str) -> str | None:
+        """Why this deployment's trail is behind; None when it is not."""
+        return self._errors.get(deployment) if self.pending(deployment) else None
 
     def last_seq(self, deployment: str) -> int:
         tail = self._tails.get(deployment)
@@ -124,8 +130,9 @@ class AuditTrail:
                     tail.add(record)
                 queue.pop(0)
             self.last_error = None
+            self._errors.pop(deployment, None)
         except StoreUnavailable as exc:
-            self.last_error = str(exc)
+            self.last_error = self._errors[deployment] = str(exc)
             log.warning("audit trail of %s is %d record(s) behind: %s", deployment, len(queue), exc)
         if not queue:
             self._pending.pop(deployment, None)

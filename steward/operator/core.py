@@ -364,6 +364,8 @@ def _transition_events(old: list[Condition], new: list[Condition]) -> list[PostE
 class DeletionDecision:
     release_finalizer: bool
     actions: list[Action]
+    # While the finalizer is held: why, for the retry's message.
+    waiting_for: str = ""
 
 
 def decide_deletion(

@@ -223,7 +223,7 @@ class Reconciler:
                 message="no audit store configured: set STEWARD_AUDIT_DIR or STEWARD_AUDIT_S3_BUCKET"
             )
         drafts = self.trail.pending_drafts(deployment)
-        message = f"{len(drafts)} record(s) not yet stored: {self.trail.last_error}" if drafts else ""
+        message = f"{len(drafts)} record(s) not yet stored: {self.trail.error(deployment)}" if drafts else ""
         return AuditTrailStatus(
             recorded_seq=self.trail.last_seq(deployment),
             pending=len(drafts),
@@ -249,9 +249,44 @@ class Reconciler:
     def finalize(
         self, md: ModelDeployment, deletion_requested_at: datetime, now: datetime, post_event: EventSink
     ) -> DeletionDecision:
+        # Records buffered in status before the deletion are stored first, and the deletion's after them.
+        self.resume_audit(md.key, md.status.audit)
         problem = self.execute(deletion_actions(md, self.config), post_event)
         decision = decide_deletion(md, problem, deletion_requested_at, self.config, now)
         self.execute(decision.actions, post_event)
+        if not decision.release_finalizer:
+            return decision
+        return self._hold_for_audit(
+            md.key, decision, (now - deletion_requested_at).total_seconds(), post_event
+        )
+
+    def _hold_for_audit(
+        self, key: str, decision: DeletionDecision, waited_s: float, post_event: EventSink
+    ) -> DeletionDecision:
+        """Once the finalizer goes, the object and its status buffer go too: a record still buffered would
+        live only in this process's memory. So the finalizer waits for the store (a restart meanwhile loses
+        nothing: the deletion record is decided again from the object), but not past deletion_timeout_s."""
+        pending = self.trail.pending_drafts(key) if self.trail is not None else []
+        if not pending:
+            return decision
+        why = self.trail.error(key) if self.trail is not None else None
+        if waited_s < self.config.deletion_timeout_s:
+            return replace(
+                decision,
+                release_finalizer=False,
+                waiting_for=f"the audit store to take {len(pending)} record(s): {why}",
+            )
+        lost = ", ".join(f"{d.action.value} ({d.cause})" for d in pending)
+        for draft in pending:
+            # The evidence itself, where it can still be found: the operator's log.
+            log.error("audit record of deleted %s not stored: %s", key, draft.model_dump_json())
+        post_event(
+            EventType.WARNING,
+            "AuditRecordsLost",
+            f"released the finalizer after {waited_s:.0f}s although the audit store has not taken "
+            f"{len(pending)} record(s): {lost}; the store said: {why}. The records are in the operator's "
+            "log and stay buffered while this operator runs",
+        )
         return decision
 
     def execute(self, actions: list[Action], post_event: EventSink) -> Problem | None:

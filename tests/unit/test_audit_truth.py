@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from builders import CONFIG, resolved
+from test_audit_trail import MemoryStore
 from world import World, settled
 
 from steward.adapters.errors import Unreachable
 from steward.audit.records import AuditAction
 from steward.audit.store import LocalFolderStore
 from steward.audit.trail import AuditTrail
+from steward.operator.actions import EventType
 from steward.operator.observations import Observations
 from steward.operator.reconciler import Reconciler
 
@@ -38,6 +40,13 @@ class PretendRay:
         if router is not None:
             self.applied.append(dict(router.weights))
 
+    def applications(self) -> dict[str, Any]:
+        return {}
+
+    def delete_applications(self, names: Any, *_: Any) -> None:
+        for name in names:
+            self.world.apps.pop(name, None)
+
     def close(self) -> None:
         pass
 
@@ -53,9 +62,9 @@ class PretendRegistry:
 class Operator:
     """One operator process: a Reconciler over a trail in `folder`, observing `world`."""
 
-    def __init__(self, folder: Path, world: World, ray: PretendRay) -> None:
+    def __init__(self, folder: Path, world: World, ray: PretendRay, store: Any = None) -> None:
         self.world, self.ray = world, ray
-        self.store = LocalFolderStore(folder)
+        self.store = store or LocalFolderStore(folder)
         self.reconciler = Reconciler(CONFIG, ray_token="t", trail=AuditTrail(self.store))
         self.reconciler.registry = PretendRegistry()  # type: ignore[assignment]
         self.reconciler.serve_client = lambda address: ray  # type: ignore[assignment,method-assign,return-value]
@@ -108,3 +117,42 @@ def test_a_rollout_start_replayed_after_a_crash_is_recorded_once(tmp_path: Path)
     started = [r for r in restarted.trail() if r.action == AuditAction.ROLLOUT_STARTED]
     assert len(started) == 1
     assert world.resource.status.rollout is not None
+
+
+def test_the_finalizer_waits_until_the_deletion_record_is_stored(tmp_path: Path) -> None:
+    world = settled()
+    ray = PretendRay(world)
+    store = MemoryStore()
+    store.down = True
+    requested = world.now
+    events: list[tuple[Any, str, str]] = []
+
+    held = Operator(tmp_path, world, ray, store).reconciler.finalize(
+        world.resource, requested, requested + timedelta(seconds=5), lambda *e: events.append(e)
+    )
+    assert not held.release_finalizer and "audit store" in held.waiting_for
+
+    store.down = False  # a restarted operator: nothing in memory, the record is decided again
+    released = Operator(tmp_path, world, ray, store).reconciler.finalize(
+        world.resource, requested, requested + timedelta(seconds=10), lambda *e: events.append(e)
+    )
+    assert released.release_finalizer
+    assert [r.action for r in store.trails["risk/credit"]] == [AuditAction.DELETED]
+
+
+def test_the_finalizer_gives_up_on_the_audit_store_after_the_deletion_timeout_and_says_what(
+    tmp_path: Path,
+) -> None:
+    world = settled()
+    store = MemoryStore()
+    store.down = True
+    events: list[tuple[Any, str, str]] = []
+    late = world.now + timedelta(seconds=CONFIG.deletion_timeout_s + 1)
+
+    released = Operator(tmp_path, world, PretendRay(world), store).reconciler.finalize(
+        world.resource, world.now, late, lambda *e: events.append(e)
+    )
+
+    assert released.release_finalizer
+    (lost,) = [e for e in events if e[1] == "AuditRecordsLost"]
+    assert lost[0] == EventType.WARNING and "deleted (deleted:" in lost[2]
