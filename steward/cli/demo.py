@@ -17,7 +17,7 @@ from steward.cli.common import stamped
 from steward.cli.demo_rollout import promote_and_break
 from steward.cli.tables import status_table
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
-from steward.dev.stack import STACK_FILE, Stack, StackError
+from steward.dev.stack import STACK_FILE, Stack
 from steward.dev.store import LocalStore, StoredObject
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "credit-risk.yaml"
@@ -26,19 +26,13 @@ MODEL = "credit-risk"
 
 def ensure_stack(home: Path, console: Console) -> Stack:
     """Reuse a running local stack under `home`, or start one."""
-    if (home / STACK_FILE).exists():
-        stack = Stack.load(home)
-        try:
-            stack.wait_ready(timeout_s=5)
-            if "loop" in stack.pids:
-                console.print(f"using the local stack under {home}")
-                return stack
-        except StackError as exc:
-            console.print(f"the stack recorded under {home} is not running ({exc}); starting a new one")
-    stack = Stack(home=home)
-    with console.status("starting MLflow, Ray and the control loop (about 30 s)..."):
-        stack.up()
-    console.print(f"started the local stack: MLflow {stack.tracking_uri}, Ray {stack.ray_address}")
+    stack = Stack.load(home) if (home / STACK_FILE).exists() else Stack(home=home)
+    with console.status("starting what is not running of MLflow, Ray and the control loop (about 30 s)..."):
+        started = stack.up()
+    if started:
+        console.print(f"started {', '.join(started)}: MLflow {stack.tracking_uri}, Ray {stack.ray_address}")
+    else:
+        console.print(f"using the local stack under {home}")
     return stack
 
 

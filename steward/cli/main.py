@@ -56,29 +56,51 @@ def dev_up(
     serve_port: Annotated[int, typer.Option(envvar="STEWARD_SERVE_PORT")] = 8000,
     num_cpus: Annotated[int, typer.Option(help="CPUs Ray may schedule on.")] = os.cpu_count() or 2,
 ) -> None:
-    """Start MLflow, a Ray head and the control loop, all on 127.0.0.1."""
-    from steward.dev.stack import STACK_FILE, Stack, StackError
+    """Start MLflow, a Ray head and the control loop, all on 127.0.0.1. On a stack recorded under --home,
+    start only the parts that are not running (with the recorded ports, whatever the flags say)."""
+    from steward.dev.stack import SERVICES, STACK_FILE, Stack, StackError
 
-    if (home / STACK_FILE).exists() and Stack.load(home).pids:
-        fail(f"a local stack is already recorded under {home}; run `steward dev down` first")
-    stack = Stack(
-        home=home,
-        mlflow_port=mlflow_port,
-        ray_dashboard_port=ray_dashboard_port,
-        ray_gcs_port=ray_gcs_port,
-        serve_port=serve_port,
-        num_cpus=num_cpus,
-    )
-    with console.status("starting MLflow and Ray (about 30 s the first time)..."):
+    if (home / STACK_FILE).exists():
+        stack = Stack.load(home)
+    else:
+        stack = Stack(
+            home=home,
+            mlflow_port=mlflow_port,
+            ray_dashboard_port=ray_dashboard_port,
+            ray_gcs_port=ray_gcs_port,
+            serve_port=serve_port,
+            num_cpus=num_cpus,
+        )
+    running = {name for name in SERVICES if stack.running(name)}
+    with console.status("starting what is not running (about 30 s for MLflow and Ray)..."):
         try:
-            stack.up()
+            started = stack.up()
         except StackError as exc:
-            stack.down()
+            # Stop what this command started; what was running before stays up.
+            for name in SERVICES:
+                if name not in running:
+                    stack.stop(name)
             fail(str(exc))
+    for name in SERVICES:
+        console.print(f"{name:<10} {'started' if name in started else 'running'} (pid {stack.pids[name]})")
     console.print(f"MLflow     {stack.tracking_uri}")
     console.print(f"Ray        {stack.ray_address} (token in {stack.token_path})")
     console.print(f"Serve      {stack.serve_url}")
     console.print(f"manifests  {home / 'manifests'}   stop with: steward dev down")
+
+
+@dev.command("restart-loop")
+def dev_restart_loop(home: Home = DEFAULT_HOME) -> None:
+    """Stop the control loop over --home (also one started by hand) and start a new one, e.g. after a code
+    change; MLflow and Ray keep running."""
+    from steward.dev.stack import Stack, StackError
+
+    try:
+        stack = Stack.load(home)
+        pid = stack.restart_loop()
+    except StackError as exc:
+        fail(str(exc))
+    console.print(f"control loop restarted (pid {pid}); its log: {home / 'logs' / 'loop.log'}")
 
 
 @dev.command("down")
@@ -92,7 +114,10 @@ def dev_down(home: Home = DEFAULT_HOME) -> None:
         fail(str(exc))
         return
     with console.status("stopping..."):
-        stack.down()
+        try:
+            stack.down()
+        except StackError as exc:
+            fail(str(exc))
     console.print("local stack stopped")
 
 

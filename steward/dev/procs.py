@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -57,16 +57,22 @@ def is_ours(pid: int, markers: Sequence[str]) -> bool:
     return argv is not None and _uid(pid) == os.getuid() and all(m in argv for m in markers)
 
 
+def user_processes() -> list[int]:
+    """Live processes of this user."""
+    pids = (int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit())
+    return [pid for pid in pids if alive(pid) and _uid(pid) == os.getuid()]
+
+
 def session_members(sid: int) -> list[int]:
     """Live processes of this user in session `sid`."""
-    members = []
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        stat = _stat(int(entry.name))
-        if stat is not None and stat[1] == sid and stat[0] != "Z" and _uid(int(entry.name)) == os.getuid():
-            members.append(int(entry.name))
-    return members
+    return [pid for pid in user_processes() if (stat := _stat(pid)) is not None and stat[1] == sid]
+
+
+def working_dir(pid: int) -> Path | None:
+    try:
+        return (PROC / str(pid) / "cwd").resolve(strict=True)
+    except (FileNotFoundError, PermissionError):
+        return None
 
 
 def _wait_gone(pids: list[int], timeout_s: float) -> list[int]:
@@ -85,16 +91,24 @@ def _signal(pids: list[int], sig: signal.Signals) -> None:
             os.kill(pid, sig)
 
 
-def stop_session(leader: int, markers: Sequence[str], grace_s: float = 10.0) -> list[int]:
+def stop_session(
+    leader: int, owned: Callable[[int], bool], grace_s: float = 10.0, sweep: bool = True
+) -> list[int]:
     """Stop the session `leader` leads, if it is still ours: the leader first, so that it can shut its
     children down in order (Ray drains), then every member left, SIGTERM and then SIGKILL. Returns the pids
-    that survived (none unless the kernel refuses)."""
-    if alive(leader) and not is_ours(leader, markers):
+    that survived (none unless the kernel refuses). Without `sweep`, only the leader, which may then be a
+    process started by hand in some other session (a terminal's)."""
+    if alive(leader) and not owned(leader):
         # The pid now belongs to some other process: our session, and all its members, are gone.
         return []
     if alive(leader):
         _signal([leader], signal.SIGTERM)
+        if not sweep:
+            _signal(_wait_gone([leader], grace_s), signal.SIGKILL)
+            return _wait_gone([leader], 5.0)
         _wait_gone([leader], grace_s)
+    if not sweep:
+        return []
     rest = [p for p in session_members(leader) if p != os.getpid()]
     _signal(rest, signal.SIGTERM)
     rest = _wait_gone(rest, grace_s)

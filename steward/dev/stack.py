@@ -7,6 +7,8 @@ ports and process ids so that `steward dev down` and the CLI find the stack agai
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import os
 import secrets
@@ -20,10 +22,12 @@ from typing import Any
 
 import httpx
 
-from steward.dev.procs import alive, is_ours, stop_session
+from steward.dev.procs import alive, cmdline, is_ours, stop_session, user_processes, working_dir
 from steward.operator.config import OperatorConfig
 
 STACK_FILE = "stack.json"
+SERVICES = ("mlflow", "ray", "loop")
+LOOP_MODULE = "steward.dev.loop"
 
 
 class StackError(RuntimeError):
@@ -165,7 +169,7 @@ class Stack:
         self.pids["ray"] = self._spawn("ray", self.ray_argv(), env)
 
     def start_loop(self) -> None:
-        argv = [sys.executable, "-m", "steward.dev.loop", "--home", str(self.home.resolve())]
+        argv = [sys.executable, "-m", LOOP_MODULE, "--home", str(self.home.resolve())]
         self.pids["loop"] = self._spawn("loop", argv, {})
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:
@@ -198,40 +202,66 @@ class Stack:
             if pid is not None and not alive(pid):
                 raise StackError(f"{name} exited during start-up; see {self.home / 'logs' / name}.log")
 
-    def markers(self, name: str) -> list[str]:
-        """Arguments that the command line of service `name` of this stack (and of no other stack) carries."""
+    def owns(self, name: str, pid: int) -> bool:
+        """Whether `pid` is service `name` of this stack (and of no other stack): not a pid reused since."""
         if name == "ray":
-            return ["start", "--block", "--port", str(self.ray_gcs_port)]
+            return is_ours(pid, ["start", "--block", "--port", str(self.ray_gcs_port)])
         if name == "mlflow":
-            return ["server", "--port", str(self.mlflow_port)]
-        return ["steward.dev.loop", str(self.home.resolve())]
+            return is_ours(pid, ["server", "--port", str(self.mlflow_port)])
+        return is_ours(pid, [LOOP_MODULE]) and _loop_home(pid) == self.home.resolve()
 
     def running(self, name: str) -> bool:
-        """Whether the recorded process of service `name` is alive and still ours (not a reused pid)."""
         pid = self.pids.get(name)
-        return pid is not None and is_ours(pid, self.markers(name))
+        return pid is not None and self.owns(name, pid)
 
-    def up(self, with_loop: bool = True) -> None:
+    def loops(self) -> list[int]:
+        """Every control loop over this home, also ones started by hand (`python -m steward.dev.loop`)."""
+        return [pid for pid in user_processes() if self.owns("loop", pid)]
+
+    def up(self, with_loop: bool = True) -> list[str]:
+        """Start whichever services of this stack are not running (all of them the first time), keep the ones
+        that are; returns the names of those it started. A control loop started by hand over this home is
+        adopted, so that `down` stops it too."""
         self.home.mkdir(parents=True, exist_ok=True)
-        self.start_mlflow()
-        self.save()
-        self.start_ray()
-        self.save()
+        started = []
+        for name, start in (("mlflow", self.start_mlflow), ("ray", self.start_ray)):
+            if not self.running(name):
+                self.stop(name)  # what is left of an earlier run of it (a stale pid is only forgotten)
+                start()
+                started.append(name)
+                self.save()
         self.wait_ready()
-        if with_loop:
-            self.start_loop()
+        if with_loop and not self.running("loop"):
+            found = self.loops()
+            if found:
+                self.pids["loop"] = found[0]
+            else:
+                self.stop("loop")
+                self.start_loop()
+                started.append("loop")
         self.save()
+        return started
+
+    def restart_loop(self) -> int:
+        """Stop every control loop over this home (recorded or started by hand) and start one; its pid."""
+        self.stop("loop")
+        self.start_loop()
+        self.save()
+        return self.pids["loop"]
 
     def stop(self, name: str) -> None:
         """Stop service `name` and every process it started, and only those."""
         pid = self.pids.get(name)
-        if pid is None:
-            return
-        # Ray drains for up to 30 s on SIGTERM before it stops its processes.
-        survivors = stop_session(pid, self.markers(name), grace_s=45.0 if name == "ray" else 10.0)
-        if survivors:
-            raise StackError(f"{name}: processes {survivors} did not stop; stop them by hand")
-        del self.pids[name]
+        leaders = ([] if pid is None else [pid]) + (self.loops() if name == "loop" else [])
+        for leader in dict.fromkeys(leaders):
+            # Ray drains for up to 30 s on SIGTERM before it stops its processes.
+            grace_s = 45.0 if name == "ray" else 10.0
+            # A loop has no children, and one started by hand is no session leader of ours.
+            owned = functools.partial(self.owns, name)
+            survivors = stop_session(leader, owned, grace_s=grace_s, sweep=name != "loop")
+            if survivors:
+                raise StackError(f"{name}: processes {survivors} did not stop; stop them by hand")
+        self.pids.pop(name, None)
         self.save()
 
     def down(self) -> None:
@@ -243,6 +273,15 @@ class Stack:
                 failures.append(str(exc))
         if failures:
             raise StackError("; ".join(failures))
+
+
+def _loop_home(pid: int) -> Path | None:
+    """The --home of a control loop process, resolved from its working folder as the loop resolves it."""
+    argv = cmdline(pid) or []
+    cwd = working_dir(pid)
+    homes = [b for a, b in itertools.pairwise(argv) if a == "--home"]
+    homes += [a.removeprefix("--home=") for a in argv if a.startswith("--home=")]
+    return None if cwd is None or not homes else (cwd / homes[-1]).resolve()
 
 
 def _free_port() -> int:

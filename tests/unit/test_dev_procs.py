@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from steward.dev.procs import alive, session_members, stop_session
+from steward.dev.procs import alive, is_ours, session_members, stop_session
 from steward.dev.stack import Stack
 
 # A leader that starts a child in a process group of its own, prints its pid, and then sleeps.
@@ -51,7 +51,7 @@ def test_stops_the_whole_session_and_nothing_else(sessions: list[subprocess.Pope
     assert sorted(session_members(ours.pid)) == sorted([ours.pid, our_child])
     assert os.getpgid(our_child) != ours.pid  # in a group of its own: killpg(leader) would miss it
 
-    assert stop_session(ours.pid, ["ours"], grace_s=5) == []
+    assert stop_session(ours.pid, lambda p: is_ours(p, ["ours"]), grace_s=5) == []
 
     ours.wait(timeout=5)
     assert not alive(our_child)
@@ -63,7 +63,7 @@ def test_a_reused_pid_is_left_alone(
 ) -> None:
     other, other_child = _spawn_session("somebody-else")
     sessions.append(other)
-    assert stop_session(other.pid, ["ours"], grace_s=1) == []
+    assert stop_session(other.pid, lambda p: is_ours(p, ["ours"]), grace_s=1) == []
     time.sleep(0.2)
     assert alive(other.pid) and alive(other_child)
 
