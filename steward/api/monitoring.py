@@ -1,0 +1,353 @@
+"""Monitoring on live traffic: `spec.monitoring` (capture and monitors) and the monitors' results.
+
+One contract for three parties that never import each other: the router captures requests as this module's
+columns say; a monitor job (steward.monitors, run as a Ray Job) reads a window of them and writes a
+`MonitorResult`; the operator decides, from that result and `MonitorSpec.on_breach`, what to do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from steward.api.rollout import DURATION
+from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
+
+MONITOR_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Request header (and answer header) that carries the request id; outcomes are joined on it.
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def _cel(rule: str, message: str) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": rule, "message": message}]}
+
+
+class FieldPolicy(StrEnum):
+    """What capture keeps of one request field."""
+
+    KEEP = "keep"
+    DROP = "drop"
+    # A keyed HMAC-SHA256 (key from the Ray cluster's environment, never from the spec): the same customer
+    # hashes the same way, and nobody without the key can reverse or recompute it.
+    HASH = "hash"
+
+
+class CaptureSpec(SpecModel):
+    """Which requests the router records, and what it keeps of them, before anything leaves the replica."""
+
+    sample_rate: Annotated[
+        SpecFloat,
+        Field(
+            ge=0,
+            le=1,
+            description="Share of requests recorded, chosen by a hash of the request id (so outcomes can be "
+            "joined later): 0.1 records one request in ten.",
+        ),
+    ] = 0.1
+    default_policy: Annotated[
+        FieldPolicy, Field(description="Policy for input fields not listed in `fields`.")
+    ] = FieldPolicy.KEEP
+    fields: Annotated[
+        dict[str, FieldPolicy],
+        Field(description="Per input field: keep, drop or hash (keyed HMAC)."),
+    ] = {}
+    sensitive_features: Annotated[
+        list[Annotated[SpecStr, Field(min_length=1, max_length=256)]],
+        Field(
+            description="Request fields (e.g. gender, age_band) recorded for fairness checks and never "
+            "passed to the model.",
+            max_length=50,
+        ),
+    ] = []
+
+
+class MonitorKind(StrEnum):
+    DRIFT = "drift"
+    FAIRNESS = "fairness"
+    QUALITY = "quality"
+
+
+class BreachAction(StrEnum):
+    """What a breach does. `alert` always sets the Monitoring condition, an Event and metrics."""
+
+    ALERT = "alert"
+    # During a rollout: a breach of the canary fails it. After a promotion, within `rollbackWindow`: the
+    # previous stable version gets all traffic back.
+    ROLLBACK = "rollback"
+
+
+class Window(SpecModel):
+    """A window is the last `duration` of traffic (evaluated every `every`), or the last `rows` records."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "has(self.duration) != has(self.rows)", "set exactly one of window.duration or window.rows"
+        )
+    )
+
+    duration: Annotated[SpecStr | None, Field(pattern=DURATION, description="e.g. 1h")] = None
+    rows: Annotated[SpecInt | None, Field(ge=10, le=10_000_000, description="e.g. 5000")] = None
+    every: Annotated[SpecStr, Field(pattern=DURATION, description="How often a window is judged.")] = "5m"
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Window:
+        if (self.duration is None) == (self.rows is None):
+            raise ValueError("set exactly one of window.duration or window.rows")
+        return self
+
+
+class ColumnDrift(SpecModel):
+    method: Annotated[
+        SpecStr | None, Field(description="An Evidently drift method, e.g. ks, psi, wasserstein, jensenshannon.")
+    ] = None
+    threshold: Annotated[SpecFloat | None, Field(ge=0, description="The method's drift threshold.")] = None
+
+
+class DriftSettings(SpecModel):
+    columns: Annotated[
+        list[SpecStr] | None, Field(description="Input columns to compare; default: every captured input.")
+    ] = None
+    include_predictions: Annotated[
+        bool, Field(description="Also compare the distribution of the model's predictions.")
+    ] = True
+    method: Annotated[
+        SpecStr | None, Field(description="Drift method for every column (Evidently's name); default: psi.")
+    ] = None
+    threshold: Annotated[SpecFloat | None, Field(ge=0, description="Threshold of that method.")] = None
+    per_column: dict[str, ColumnDrift] = {}
+    max_drifted_columns: Annotated[
+        SpecInt, Field(ge=0, description="Breach when more columns than this drift (0: any one).")
+    ] = 0
+    reference: Annotated[
+        SpecStr | None,
+        Field(
+            description="Reference data URI (s3://..., file path; Parquet or CSV). Default: the dataset "
+            "logged with the model version's MLflow run (mlflow.log_input)."
+        ),
+    ] = None
+
+
+class FairnessSettings(SpecModel):
+    favourable_outcome: Annotated[
+        SpecStr,
+        Field(
+            min_length=1,
+            description='The prediction that is good for the person, as text (e.g. "0": no default risk); '
+            "compared with the prediction's text form.",
+        ),
+    ] = "1"
+    min_demographic_parity_ratio: Annotated[
+        SpecFloat, Field(ge=0, le=1, description="Four-fifths screen: lowest group rate / highest >= this.")
+    ] = 0.8
+    max_equalized_odds_difference: Annotated[
+        SpecFloat | None, Field(ge=0, le=1, description="Judged once outcomes are joined.")
+    ] = 0.1
+    max_equal_opportunity_difference: Annotated[
+        SpecFloat | None, Field(ge=0, le=1, description="Judged once outcomes are joined.")
+    ] = 0.1
+    min_group_size: Annotated[
+        SpecInt, Field(ge=1, description="Groups smaller than this are reported but not judged.")
+    ] = 30
+
+
+class QualitySettings(SpecModel):
+    min_accuracy: Annotated[SpecFloat | None, Field(ge=0, le=1)] = None
+    min_precision: Annotated[SpecFloat | None, Field(ge=0, le=1)] = None
+    min_recall: Annotated[SpecFloat | None, Field(ge=0, le=1)] = None
+    min_f1: Annotated[SpecFloat | None, Field(ge=0, le=1)] = None
+    min_roc_auc: Annotated[SpecFloat | None, Field(ge=0, le=1)] = None
+    max_mae: Annotated[SpecFloat | None, Field(ge=0)] = None
+    max_rmse: Annotated[SpecFloat | None, Field(ge=0)] = None
+    max_drop_from_training: Annotated[
+        SpecFloat | None,
+        Field(
+            ge=0,
+            le=1,
+            description="Largest drop of any metric below the version's training metric of the same name "
+            "in MLflow (e.g. 0.05 = five points).",
+        ),
+    ] = None
+    min_labelled_rows: Annotated[
+        SpecInt, Field(ge=1, description="Fewer joined outcomes than this: inconclusive.")
+    ] = 100
+
+
+class MonitorSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "[has(self.drift), has(self.fairness), has(self.quality)].filter(x, x).size() <= 1 && "
+            "(!has(self.drift) || self.kind == 'drift') && (!has(self.fairness) || self.kind == 'fairness') "
+            "&& (!has(self.quality) || self.kind == 'quality')",
+            "a monitor's settings must match its kind (drift, fairness or quality)",
+        )
+    )
+
+    name: Annotated[SpecStr, Field(pattern=MONITOR_NAME, max_length=40)]
+    kind: MonitorKind
+    window: Window = Window(duration="1h")
+    on_breach: BreachAction = BreachAction.ALERT
+    drift: DriftSettings | None = None
+    fairness: FairnessSettings | None = None
+    quality: QualitySettings | None = None
+
+    @model_validator(mode="after")
+    def _settings_match_kind(self) -> MonitorSpec:
+        given = {k for k in MonitorKind if getattr(self, k.value) is not None}
+        if given - {self.kind}:
+            raise ValueError(f"monitor {self.name}: settings for {sorted(k.value for k in given)} given to a {self.kind} monitor")
+        return self
+
+
+class MonitoringSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "!has(self.monitors) || self.monitors.all(m, self.monitors.exists_one(n, n.name == m.name))",
+            "monitor names must be unique",
+        )
+    )
+
+    capture: CaptureSpec | None = None
+    monitors: Annotated[list[MonitorSpec], Field(max_length=20)] = []
+    rollback_window: Annotated[
+        SpecStr,
+        Field(
+            pattern=DURATION,
+            description="After a promotion, a `rollback` monitor's breach within this long returns traffic to "
+            "the previous stable version.",
+        ),
+    ] = "24h"
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MonitoringSpec:
+        names = [m.name for m in self.monitors]
+        if len(names) != len(set(names)):
+            raise ValueError(f"monitor names must be unique: {names}")
+        return self
+
+    def monitor(self, name: str) -> MonitorSpec | None:
+        return next((m for m in self.monitors if m.name == name), None)
+
+
+# --- results: written by the monitor job as JSON, read by the operator, summarised in status ---------------
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class MonitorVerdict(StrEnum):
+    PASS = "pass"
+    BREACH = "breach"
+    # Too few rows, labels or group members to judge: reported, never acted on.
+    INCONCLUSIVE = "inconclusive"
+    # The job could not compute (unreadable data, missing reference): a condition, never a breach.
+    ERROR = "error"
+
+
+class Check(_Result):
+    """One judged figure: what was measured, against what, and whether it passed."""
+
+    name: Annotated[str, Field(description="e.g. drift:income, demographic_parity_ratio:gender, recall")]
+    value: float | None
+    threshold: float | None = None
+    # "<=" or ">=": which side of the threshold passes.
+    op: str = "<="
+    passed: bool | None = None
+    detail: str = ""
+
+
+class MonitorResult(_Result):
+    monitor: str
+    kind: MonitorKind
+    deployment: str
+    version: str
+    window_start: datetime
+    window_end: datetime
+    rows: int = 0
+    labelled_rows: int = 0
+    verdict: MonitorVerdict
+    summary: str = ""
+    checks: Annotated[list[Check], Field(max_length=200)] = []
+    report_uri: str | None = None
+    report_sha256: str | None = None
+    reference_uri: str | None = None
+    reference_sha256: str | None = None
+    job_id: str | None = None
+    finished_at: datetime | None = None
+
+    def breaches(self) -> list[Check]:
+        return [c for c in self.checks if c.passed is False]
+
+
+# --- where things live in the monitoring store (an s3:// URI or a local folder; the operator's config) -------
+
+
+def deployment_root(store_uri: str, deployment: str) -> str:
+    """`s3://bucket/prefix` + `ns/name` -> `s3://bucket/prefix/ns/name`."""
+    return f"{store_uri.rstrip('/')}/{deployment}"
+
+
+def capture_prefix(store_uri: str, deployment: str, version: str) -> str:
+    """Captured requests of one version, partitioned `date=YYYY-MM-DD/` below this."""
+    return f"{deployment_root(store_uri, deployment)}/v{version}"
+
+
+def outcomes_prefix(store_uri: str, deployment: str) -> str:
+    """Outcomes (ground truth) sent with `steward feedback`, partitioned `date=YYYY-MM-DD/` below this."""
+    return f"{deployment_root(store_uri, deployment)}/outcomes"
+
+
+def report_prefix(store_uri: str, deployment: str, monitor: str, version: str, window_end: datetime) -> str:
+    """One monitor run's `report.html` and `result.json`."""
+    stamp = window_end.strftime("%Y%m%dT%H%M%SZ")
+    return f"{deployment_root(store_uri, deployment)}/reports/{monitor}/v{version}/{stamp}"
+
+
+class CaptureColumn:
+    """Columns of a capture Parquet file. Input fields are `input.<field>` after the privacy policy,
+    sensitive features `sensitive.<field>`, class probabilities `proba.<class>`; a model with named outputs
+    gives `output.<name>` instead of `prediction`."""
+
+    REQUEST_ID = "request_id"
+    TIMESTAMP = "timestamp"  # timezone-aware UTC
+    VERSION = "version"
+    STATUS = "status"  # the HTTP status the caller got
+    LATENCY_MS = "latency_ms"
+    PREDICTION = "prediction"
+    INPUT = "input."
+    SENSITIVE = "sensitive."
+    PROBA = "proba."
+    OUTPUT = "output."
+
+
+class OutcomeColumn:
+    """Columns of an outcomes file: the request id, the true label, optionally sensitive features."""
+
+    REQUEST_ID = "request_id"
+    LABEL = "label"
+    RECEIVED_AT = "received_at"
+    SENSITIVE = "sensitive."
+
+
+class MonitorJob(_Result):
+    """What the operator hands a monitor job (JSON, base64 on the entrypoint's command line)."""
+
+    monitor: MonitorSpec
+    deployment: str
+    version: str
+    model_name: str
+    store_uri: str
+    window_start: datetime
+    window_end: datetime
+    # The reference data: the spec's URI, else the dataset logged with the version's MLflow run.
+    reference_uri: str | None = None
+    tracking_uri: str | None = None
+    run_id: str | None = None
+    # The version's training metrics from MLflow, for relative quality thresholds.
+    training_metrics: dict[str, float] = {}
+    result_uri: str
+    report_uri: str
