@@ -1,6 +1,7 @@
 """`steward audit` (verify, export) for auditors and `steward history` for model owners.
 
-Both read the audit trail the operator writes; nothing here writes to it.
+Both read the audit trail the operator writes, from the local stack's folder or from the operator's S3 bucket
+(the same STEWARD_AUDIT_S3_* settings); nothing here writes to it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from steward.audit.records import AuditRecord
 from steward.audit.store import AuditStore, LocalFolderStore, StoreUnavailable
 from steward.audit.verify import Verification, verify
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail
+from steward.cli.rollout import Context, Kubeconfig
+from steward.cli.sources import DeploymentSource, SourceError, open_source
 
 audit = typer.Typer(
     help="The audit trail: check its hash chain, export it for auditors.", no_args_is_help=True
@@ -34,6 +37,30 @@ KeyFile = Annotated[
     ),
 ]
 
+S3Bucket = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-bucket",
+        envvar="STEWARD_AUDIT_S3_BUCKET",
+        help="Read the trails from this S3 bucket, where the operator writes them, not from --home.",
+    ),
+]
+S3Prefix = Annotated[
+    str,
+    typer.Option(
+        "--s3-prefix", envvar="STEWARD_AUDIT_S3_PREFIX", help="Key prefix of the trails in the bucket."
+    ),
+]
+S3Endpoint = Annotated[
+    str | None,
+    typer.Option(
+        "--s3-endpoint",
+        envvar="STEWARD_AUDIT_S3_ENDPOINT",
+        help="S3 endpoint URL (MinIO, a test server); credentials come from the usual AWS_* settings.",
+    ),
+]
+DEFAULT_S3_PREFIX = "steward-audit"  # the operator's default (OperatorConfig.audit_s3_prefix)
+
 FORMATS = ("json", "csv", "html")
 # A Kubernetes object name (DNS subdomain): also keeps names from walking out of the store's folder.
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -41,9 +68,23 @@ _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def audit_store(home: Path) -> AuditStore:
-    """The store the trails are read from: the local stack's audit folder."""
+def audit_store(
+    home: Path,
+    s3_bucket: str | None = None,
+    s3_prefix: str = DEFAULT_S3_PREFIX,
+    s3_endpoint: str | None = None,
+) -> AuditStore:
+    """The store the trails are read from: the operator's S3 bucket if one is named, else the local stack's
+    audit folder (`<home>/audit/<namespace>/<name>/<seq>.json`)."""
+    if s3_bucket:
+        from steward.audit.s3_store import S3Store
+
+        return S3Store(s3_bucket, s3_prefix, endpoint_url=s3_endpoint)
     return LocalFolderStore(home / "audit")
+
+
+def _where(home: Path, s3_bucket: str | None, s3_prefix: str) -> str:
+    return f"s3://{s3_bucket}/{s3_prefix.strip('/')}" if s3_bucket else str(home / "audit")
 
 
 def _deployment(name: str, namespace: str) -> str:
@@ -119,12 +160,8 @@ def _report(result: Verification) -> None:
         )
 
 
-def _truncation(home: Path, namespace: str, name: str, records: list[AuditRecord]) -> str:
+def _truncation(recorded: int, records: list[AuditRecord]) -> str:
     """A chain cut at its end still verifies; the resource's status remembers how far it went."""
-    from steward.dev.store import LocalStore
-
-    obj = LocalStore(home).get(namespace, name)
-    recorded = obj.status.audit.recorded_seq if obj is not None and obj.status.audit is not None else 0
     last = records[-1].seq if records else 0
     if recorded <= last:
         return ""
@@ -141,40 +178,63 @@ def verify_command(
     namespace: Namespace = "default",
     key_file: KeyFile = None,
     home: Home = DEFAULT_HOME,
+    s3_bucket: S3Bucket = None,
+    s3_prefix: S3Prefix = DEFAULT_S3_PREFIX,
+    s3_endpoint: S3Endpoint = None,
+    context: Context = None,
+    kubeconfig: Kubeconfig = None,
 ) -> None:
-    """Walk the hash chain of one trail (or all): exit 1 at the first break, or if there is no trail."""
+    """Walk the hash chain of one trail (or all): exit 1 at the first break, if a trail ends before its
+    resource's status.audit.recordedSeq (the local stack's, or the cluster's with --context), or if there is
+    no trail."""
     if (name is None) == (not all_trails):
         fail("give a NAME or --all (not both)")
     key = _key(key_file)
-    store = audit_store(home)
+    store = audit_store(home, s3_bucket, s3_prefix, s3_endpoint)
+    read_already: dict[str, list[AuditRecord]] = {}
     if name is not None:
-        deployment = _deployment(name, namespace)
-        records = _read(store, deployment)
-        result = verify(deployment, records, key)
-        _report(result)
-        truncated = _truncation(home, namespace, name, records)
-        if truncated:
-            console.print(f"[bold red]BROKEN[/]  {escape(deployment)}  {escape(truncated)}")
-        if not result.ok or truncated:
-            raise typer.Exit(1)
-        return
-    trails = store.deployments()
-    if not trails:
-        fail(f"no audit trails under {home}")
+        trails = [_deployment(name, namespace)]
+        read_already[trails[0]] = _read(store, trails[0])  # fail() with a hint when there is no such trail
+    else:
+        try:
+            trails = store.deployments()
+        except (StoreUnavailable, OSError) as exc:
+            fail(f"cannot list the audit trails: {_one_line(exc)}")
+        if not trails:
+            fail(f"no audit trails under {_where(home, s3_bucket, s3_prefix)}")
+    try:
+        source = open_source(home, context, kubeconfig)
+    except SourceError as exc:
+        fail(str(exc))
     broken = 0
     for deployment in trails:
         try:
-            records = store.read(deployment)
+            records = read_already.get(deployment) or store.read(deployment)
         except (StoreUnavailable, OSError, ValueError) as exc:
             console.print(f"[bold red]BROKEN[/]  {escape(deployment)}  unreadable: {escape(_one_line(exc))}")
             broken += 1
             continue
         result = verify(deployment, records, key)
         _report(result)
-        broken += 0 if result.ok else 1
-    console.print(f"{len(trails)} trail(s), {broken} broken")
+        try:
+            truncated = _truncation(_recorded_seq(source, deployment), records)
+        except SourceError as exc:
+            truncated = f"cannot check for missing records at the end: {_one_line(exc)}"
+        if truncated:
+            console.print(f"[bold red]BROKEN[/]  {escape(deployment)}  {escape(truncated)}")
+        broken += 0 if result.ok and not truncated else 1
+    if name is None:
+        console.print(f"{len(trails)} trail(s), {broken} broken")
     if broken:
         raise typer.Exit(1)
+
+
+def _recorded_seq(source: DeploymentSource, deployment: str) -> int:
+    """How far the resource's status says its trail went (0 once the resource is gone)."""
+    namespace, name = deployment.split("/", 1)
+    md = source.get(namespace, name)
+    audit_status = md.status.audit if md is not None and md.status is not None else None
+    return audit_status.recorded_seq if audit_status is not None else 0
 
 
 @audit.command("export")
@@ -187,13 +247,16 @@ def export_command(
     ] = None,
     key_file: KeyFile = None,
     home: Home = DEFAULT_HOME,
+    s3_bucket: S3Bucket = None,
+    s3_prefix: S3Prefix = DEFAULT_S3_PREFIX,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Write one trail as JSON or CSV (both read back exactly) or as an HTML page for an auditor."""
     if output_format not in FORMATS:
         fail(f"unknown format {output_format!r}: use json, csv or html")
     deployment = _deployment(name, namespace)
     key = _key(key_file)
-    records = _read(audit_store(home), deployment)
+    records = _read(audit_store(home, s3_bucket, s3_prefix, s3_endpoint), deployment)
     result = verify(deployment, records, key)
     try:
         if output_format == "json":
@@ -226,6 +289,9 @@ def history(
         ),
     ] = None,
     home: Home = DEFAULT_HOME,
+    s3_bucket: S3Bucket = None,
+    s3_prefix: S3Prefix = DEFAULT_S3_PREFIX,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
     """What happened to a ModelDeployment, from its audit trail: who did what, to which version, and why."""
     deployment = _deployment(name, namespace)
@@ -235,7 +301,7 @@ def history(
             cutoff = parse_since(since, datetime.now(UTC))
         except ValueError as exc:
             fail(str(exc))
-    records = _read(audit_store(home), deployment)
+    records = _read(audit_store(home, s3_bucket, s3_prefix, s3_endpoint), deployment)
     shown = [r for r in records if cutoff is None or _utc(r.timestamp) >= cutoff]
     if not shown:
         console.print(f"no records of {escape(deployment)} since {cutoff:%Y-%m-%d %H:%M:%S} UTC")
