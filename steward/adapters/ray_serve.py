@@ -2,22 +2,25 @@
 
 Ray's PUT replaces the whole declarative config and deletes every application it does not list, so this client
 owns the full application list of each Ray cluster: it reads what is deployed, merges one application in or
-out, and writes the whole list back, holding a per-cluster lock so two reconciles in this process never race.
-(Two operator processes against one Ray cluster would race: run the operator with one replica and leader
-election, as the chart does.)
+out, and writes the whole list back, holding a per-cluster lock so two reconciles in this process never race,
+and a cluster-wide guard (steward.adapters.lease) so that two processes (two operator releases, the local loop
+and the CLI) never do either. It refuses to write back a list it could not read whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from steward.adapters.errors import AdapterError, NotFound, Rejected, Unauthorized, Unreachable
+from steward.adapters.errors import Conflict, NotFound, Rejected, Unauthorized, Unreachable
+from steward.adapters.lease import ClusterGuard, Confirm
 
 SERVE_API = "/api/serve/applications/"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
@@ -86,8 +89,10 @@ class RayServeClient:
         token: str | None = None,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        guard: ClusterGuard | None = None,
     ) -> None:
         self.address = address.rstrip("/")
+        self.guard = guard
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.address, headers=headers, timeout=timeout_s, transport=transport
@@ -95,6 +100,16 @@ class RayServeClient:
 
     def close(self) -> None:
         self._http.close()
+
+    @contextlib.contextmanager
+    def _write_guard(self) -> Iterator[Confirm]:
+        """This process's lock first (cheap, and it keeps our own threads off the cluster-wide guard)."""
+        with _cluster_lock(self.address):
+            if self.guard is None:
+                yield lambda: None
+            else:
+                with self.guard.hold(self.address) as confirm:
+                    yield confirm
 
     def _request(self, method: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
@@ -143,10 +158,10 @@ class RayServeClient:
     ) -> None:
         """Deploy or update some applications and remove others in one PUT, keeping every other application
         on the cluster. One PUT, so that Ray never runs a router whose versions are half there."""
-        with _cluster_lock(self.address):
+        with self._write_guard() as confirm:
             instance = self.instance()
-            replaced = {c["name"] for c in app_configs} | remove
-            apps = _declared_apps(instance, skip=replaced) + list(app_configs)
+            apps = merged_applications(instance, app_configs, remove)
+            confirm()
             if apps:
                 self._request("PUT", _deploy_body(instance, apps, http_options))
             elif instance.get("applications"):
@@ -159,12 +174,13 @@ class RayServeClient:
 
     def delete_applications(self, names: set[str], http_options: dict[str, Any]) -> int:
         """Remove applications; returns how many were there."""
-        with _cluster_lock(self.address):
+        with self._write_guard() as confirm:
             instance = self.instance()
             present = names & set(instance.get("applications") or {})
             if not present:
                 return 0
-            apps = _declared_apps(instance, skip=present)
+            apps = merged_applications(instance, [], present)
+            confirm()
             if apps:
                 self._request("PUT", _deploy_body(instance, apps, http_options))
             else:
@@ -172,21 +188,37 @@ class RayServeClient:
             return len(present)
 
 
-def _declared_apps(instance: dict[str, Any], skip: set[str]) -> list[dict[str, Any]]:
-    apps = []
-    for app_name, raw in (instance.get("applications") or {}).items():
-        if app_name in skip:
+def merged_applications(
+    instance: dict[str, Any], app_configs: list[dict[str, Any]], remove: set[str]
+) -> list[dict[str, Any]]:
+    """The whole list to write back: every other application as Ray runs it (whoever deployed it), then
+    ours. Ray deletes whatever the list leaves out, so a read that does not show every application with a
+    config we can write back is refused (temporary: it clears when Ray or a person fixes it) rather than
+    written: an application is never dropped because its config could not be read."""
+    listed = instance.get("applications")
+    if not isinstance(listed, dict):
+        raise Conflict(
+            "Ray's Serve API answered without an application list; not writing, since a write replaces "
+            "every application on the cluster"
+        )
+    replaced = {c["name"] for c in app_configs} | remove
+    kept = []
+    for app_name, raw in listed.items():
+        if app_name in replaced:
             continue
+        raw = raw if isinstance(raw, dict) else {}
         config = raw.get("deployed_app_config")
         if config is None and raw.get("status") == "DELETING":
             continue  # on its way out (Ray drops its config first): leaving it out of the list is the same
-        if config is None:
-            raise AdapterError(
-                f"application {app_name!r} on this Ray cluster was deployed imperatively (serve.run), "
-                "not by config; Steward will not overwrite it. Redeploy it with `serve deploy` or remove it."
+        if not isinstance(config, dict) or config.get("name", app_name) != app_name:
+            raise Conflict(
+                f"application {app_name!r} on this Ray cluster has no config Steward can write back "
+                "(deployed with serve.run or another tool, not `serve deploy`); writing the cluster's "
+                f"application list would delete it, so Steward waits. Redeploy {app_name!r} with "
+                "`serve deploy` or remove it"
             )
-        apps.append(config)
-    return apps
+        kept.append({**config, "name": app_name})
+    return kept + list(app_configs)
 
 
 def _deploy_body(

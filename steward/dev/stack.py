@@ -82,6 +82,7 @@ class Stack:
         return OperatorConfig(
             ray_address=self.ray_address,
             allow_insecure_ray=True,  # the token stays on 127.0.0.1
+            ray_lock_dir=str(self.home),  # local writers of Ray's application list take turns
             tracking_uri=self.tracking_uri,
             serve_host="127.0.0.1",
             serve_port=self.serve_port,

@@ -15,8 +15,18 @@ class OperatorConfig:
     serve_port: int = 8000
     # How clients reach the proxy, for status.endpoint; defaults to http://serve_host:serve_port.
     endpoint_base: str | None = None
-    # Environment for model replicas: artifact-store credentials, MLFLOW_S3_ENDPOINT_URL, ...
+    # Other Ray dashboards a ModelDeployment may name in spec.serving.rayAddress (ray_address is always
+    # allowed): the operator sends its Ray token to them, so the platform team lists them, not the user.
+    allowed_ray_addresses: frozenset[str] = frozenset()
+    # Plain http sends the token in clear: only where the network is trusted (the local stack, 127.0.0.1).
+    allow_insecure_ray: bool = False
+    # Environment for model replicas: their own credentials (never the operator's), MLFLOW_S3_ENDPOINT_URL...
+    # From STEWARD_REPLICA_ENV_<NAME> variables, so that the operator's own secrets are never forwarded.
     replica_env: dict[str, str] = field(default_factory=dict)
+    # One writer at a time per Ray cluster across processes: a Lease in this namespace (the operator's own;
+    # the chart sets it), else a lock file in this folder (the local stack's home), else this process only.
+    ray_lease_namespace: str | None = None
+    ray_lock_dir: str | None = None
     # The audit trail: a local folder, or an S3 bucket (endpoint for MinIO and tests), and an HMAC key file.
     audit_dir: str | None = None
     audit_s3_bucket: str | None = None
@@ -66,17 +76,28 @@ class OperatorConfig:
         return base.rstrip("/") + route_prefix
 
 
-# Forwarded to model replicas when the operator has them, so that artifacts load from the same stores.
-REPLICA_ENV_PASSTHROUGH = (
-    "MLFLOW_S3_ENDPOINT_URL",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_DEFAULT_REGION",
-    "MLFLOW_TRACKING_TOKEN",
-    "MLFLOW_TRACKING_USERNAME",
-    "MLFLOW_TRACKING_PASSWORD",
-)
+# STEWARD_REPLICA_ENV_AWS_ACCESS_KEY_ID=... gives model replicas AWS_ACCESS_KEY_ID=...: replicas get
+# credentials of their own (the chart loads them from a Secret of their own). The operator's own AWS_* and
+# MLFLOW_* variables (its audit writer's and registry reader's credentials) are never copied: the runtime_env
+# is readable by anyone with the dashboard token and by all model code.
+REPLICA_ENV_PREFIX = "STEWARD_REPLICA_ENV_"
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes")
+
+
+def _replica_env(env: dict[str, str]) -> dict[str, str]:
+    return {
+        key[len(REPLICA_ENV_PREFIX) :]: value
+        for key, value in env.items()
+        if key.startswith(REPLICA_ENV_PREFIX) and len(key) > len(REPLICA_ENV_PREFIX)
+    }
+
+
+def _address_list(raw: str | None) -> frozenset[str]:
+    """Comma- or space-separated addresses (a chart list joins with commas)."""
+    return frozenset(a.strip().rstrip("/") for a in (raw or "").replace(",", " ").split() if a.strip())
 
 
 def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
@@ -88,7 +109,11 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         serve_host=env.get("STEWARD_SERVE_HOST", defaults.serve_host),
         serve_port=int(env.get("STEWARD_SERVE_PORT", defaults.serve_port)),
         endpoint_base=env.get("STEWARD_ENDPOINT_BASE") or None,
-        replica_env={k: env[k] for k in REPLICA_ENV_PASSTHROUGH if env.get(k)},
+        allowed_ray_addresses=_address_list(env.get("STEWARD_ALLOWED_RAY_ADDRESSES")),
+        allow_insecure_ray=_truthy(env.get("STEWARD_ALLOW_INSECURE_RAY")),
+        replica_env=_replica_env(env),
+        ray_lease_namespace=env.get("STEWARD_RAY_LEASE_NAMESPACE") or None,
+        ray_lock_dir=env.get("STEWARD_RAY_LOCK_DIR") or None,
         audit_dir=env.get("STEWARD_AUDIT_DIR") or None,
         audit_s3_bucket=env.get("STEWARD_AUDIT_S3_BUCKET") or None,
         audit_s3_prefix=env.get("STEWARD_AUDIT_S3_PREFIX", defaults.audit_s3_prefix),

@@ -8,7 +8,7 @@ handlers and the local dev loop drive exactly the same logic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +47,7 @@ from steward.operator.serve_config import (
     configs_match,
     plan_serve_apps,
     ray_address,
+    ray_address_refusal,
     route_prefix,
 )
 from steward.operator.status import derive_phase, find, set_condition
@@ -118,6 +119,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
     ready_replicas = old.ready_replicas
     stable, rollout, history = old.stable, old.rollout, old.rollout_history
     address = ray_address(md, config)
+    if (refusal := ray_address_refusal(address, config)) is not None:
+        # Whatever was observed, nothing is sent there: the spec named a cluster the platform does not allow.
+        obs = replace(obs, serve=Problem(Reason.RAY_ADDRESS_NOT_ALLOWED, refusal, temporary=False))
 
     if isinstance(obs.serve, ServeApps):
         serve_app = _serve_summary(app_name(md), obs.serve)
@@ -378,13 +382,25 @@ def decide_deletion(
     """After trying to remove the Serve application: release the finalizer, or try again?
 
     A Ray cluster that never comes back must not keep a namespace from being deleted, so after
-    `deletion_timeout_s` the finalizer goes anyway, with a warning that names what may be left behind.
+    `deletion_timeout_s` of "Ray is gone" the finalizer goes anyway, with a warning that names what may be
+    left behind. Any other failure (a refused token, a rejected config, another writer) means Ray is there
+    and still serves the model: the finalizer stays until it is fixed, because releasing it would orphan a
+    serving application that nothing tracks any more. An address the operator may not contact is released
+    at once: nothing was ever sent there.
     """
     if delete_problem is None:
         return DeletionDecision(True, [RecordAudit(deletion_draft(md, deletion_requested_at, None))])
     waited_s = (now - deletion_requested_at).total_seconds()
-    if delete_problem.temporary and waited_s < config.deletion_timeout_s:
-        return DeletionDecision(False, [])
+    ray_gone = delete_problem.reason == Reason.RAY_UNREACHABLE
+    if ray_gone and waited_s < config.deletion_timeout_s:
+        return DeletionDecision(False, [], f"Ray Serve to answer: {delete_problem.message}")
+    if not ray_gone and delete_problem.reason != Reason.RAY_ADDRESS_NOT_ALLOWED:
+        return DeletionDecision(
+            False,
+            [],
+            f"a fix for {delete_problem.reason.value}: {delete_problem.message} "
+            f"(the model keeps serving on {ray_address(md, config)} until it is removed)",
+        )
     leftover = f"Serve application {app_name(md)} may remain on {ray_address(md, config)}"
     return DeletionDecision(
         True,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from steward.adapters.errors import AdapterError, AddressNotAllowed, Unauthorized, Unreachable
+from steward.adapters.lease import cluster_guard
 from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
 from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_from_env
 from steward.adapters.router_stats import RouterStatsClient
@@ -154,6 +155,7 @@ class Reconciler:
         self.registry = MlflowRegistry(config.tracking_uri)
         self.router_stats = RouterStatsClient()
         self._serve_clients: dict[str, RayServeClient] = {}
+        self.ray_guard = cluster_guard(config.ray_lease_namespace, config.ray_lock_dir)
 
     def close(self) -> None:
         self.registry.close()
@@ -166,7 +168,7 @@ class Reconciler:
         if (refusal := ray_address_refusal(address, self.config)) is not None:
             raise AddressNotAllowed(refusal)
         if address not in self._serve_clients:
-            self._serve_clients[address] = RayServeClient(address, self.ray_token)
+            self._serve_clients[address] = RayServeClient(address, self.ray_token, guard=self.ray_guard)
         return self._serve_clients[address]
 
     def observe(self, md: ModelDeployment) -> Observations:

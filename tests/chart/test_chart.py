@@ -181,11 +181,13 @@ def test_renders_the_expected_objects(rendered):
         ("CustomResourceDefinition", "modeldeployments.steward.io"),
         ("Deployment", "steward"),
         *([("MutatingWebhookConfiguration", "steward.steward.io")] if webhook else []),
+        ("Role", "steward"),
+        ("RoleBinding", "steward"),
         *([("Service", "steward-webhook")] if webhook else []),
         ("ServiceAccount", "steward"),
     ]
     for doc in docs:
-        if doc["kind"] in ("Deployment", "ServiceAccount", "Service"):
+        if doc["kind"] in ("Deployment", "ServiceAccount", "Service", "Role", "RoleBinding"):
             assert doc["metadata"]["namespace"] == NAMESPACE
 
 
@@ -362,6 +364,19 @@ def test_operator_cluster_role_grants_what_kopf_needs(rendered):
         "name": "steward",
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "steward", "namespace": NAMESPACE}]
+
+
+def test_operator_takes_ray_cluster_leases_in_its_own_namespace_only(rendered):
+    _, docs = rendered
+    assert _grants(_one(docs, "Role", "steward")) == {
+        ("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")
+    }
+    binding = _one(docs, "RoleBinding", "steward")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "steward"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "steward", "namespace": NAMESPACE}]
+    assert _env(_container(docs))["STEWARD_RAY_LEASE_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
 
 
 def test_auditor_cluster_role_is_read_only(rendered):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from steward.adapters.errors import AdapterError, Unauthorized, Unreachable
-from steward.adapters.ray_serve import RayServeClient, parse_application, token_from_env
+from steward.adapters.errors import Conflict, Unauthorized, Unreachable
+from steward.adapters.ray_serve import RayServeClient, merged_applications, parse_application, token_from_env
 
 
 class FakeDashboard:
@@ -81,11 +83,129 @@ def test_delete_keeps_others_and_shuts_down_when_last():
     assert fake.apps == {}
 
 
-def test_refuses_to_overwrite_an_imperatively_deployed_app():
+def test_an_imperatively_deployed_app_is_not_overwritten_and_the_refusal_is_temporary():
+    """Someone else's serve.run app is neither deleted by our write nor fails every deployment for good."""
     fake = FakeDashboard({"notebook": {"status": "RUNNING", "deployed_app_config": None}})
-    with pytest.raises(AdapterError, match="deployed imperatively"):
+    with pytest.raises(Conflict, match="'notebook'") as info:
         client(fake).apply_application(MINE, HTTP)
+    assert info.value.temporary
     assert fake.puts == []
+
+
+class RecordingGuard:
+    def __init__(self, fake: FakeDashboard, lose: bool = False) -> None:
+        self.fake, self.lose = fake, lose
+        self.log: list[str] = []
+
+    @contextlib.contextmanager
+    def hold(self, cluster: str) -> Iterator[Callable[[], None]]:
+        self.log.append(f"hold {cluster}")
+
+        def confirm() -> None:
+            self.log.append(f"confirm after {len(self.fake.auth)} request(s)")
+            if self.lose:
+                raise Conflict("lost the Lease")
+
+        try:
+            yield confirm
+        finally:
+            self.log.append("release")
+
+
+def test_every_write_holds_the_cluster_guard_and_confirms_it_before_writing():
+    fake = FakeDashboard({"other": {"status": "RUNNING", "deployed_app_config": OTHER}})
+    guard = RecordingGuard(fake)
+    c = RayServeClient("http://ray:8265", "t", transport=httpx.MockTransport(fake), guard=guard)
+    c.apply_application(MINE, HTTP)
+    c.delete_application("mine", HTTP)
+    # read (1 request), confirm, write; then read (3), confirm, write
+    assert guard.log == [
+        "hold http://ray:8265",
+        "confirm after 1 request(s)",
+        "release",
+        "hold http://ray:8265",
+        "confirm after 3 request(s)",
+        "release",
+    ]
+
+
+def test_a_guard_lost_before_writing_means_no_write():
+    fake = FakeDashboard({"other": {"status": "RUNNING", "deployed_app_config": OTHER}})
+    guard = RecordingGuard(fake, lose=True)
+    c = RayServeClient("http://ray:8265", "t", transport=httpx.MockTransport(fake), guard=guard)
+    with pytest.raises(Conflict):
+        c.apply_application(MINE, HTTP)
+    assert fake.puts == [] and guard.log[-1] == "release"
+
+
+MERGE_CASES = [
+    # (case, applications as Ray lists them, ours, remove, written names or the app named in the refusal)
+    (
+        "others kept, whoever deployed them",
+        {"other": {"status": "RUNNING", "deployed_app_config": OTHER}},
+        [MINE],
+        set(),
+        ["other", "mine"],
+    ),
+    (
+        "ours replaced",
+        {"mine": {"status": "RUNNING", "deployed_app_config": {**MINE, "route_prefix": "/x"}}},
+        [MINE],
+        set(),
+        ["mine"],
+    ),
+    ("ours removed", {"mine": {"status": "RUNNING", "deployed_app_config": MINE}}, [], {"mine"}, []),
+    (
+        "a deleted app left out",
+        {"going": {"status": "DELETING", "deployed_app_config": None}},
+        [MINE],
+        set(),
+        ["mine"],
+    ),
+    (
+        "a config that omits its name",
+        {"other": {"status": "RUNNING", "deployed_app_config": {"import_path": "x:y"}}},
+        [],
+        set(),
+        ["other"],
+    ),
+    (
+        "an app without a config",
+        {"notebook": {"status": "RUNNING", "deployed_app_config": None}},
+        [MINE],
+        set(),
+        Conflict("notebook"),
+    ),
+    (
+        "an app being deployed without a config yet",
+        {"new": {"status": "DEPLOYING", "deployed_app_config": None}},
+        [MINE],
+        set(),
+        Conflict("new"),
+    ),
+    (
+        "a config under another app's name",
+        {"b": {"status": "RUNNING", "deployed_app_config": {**OTHER, "name": "a"}}},
+        [MINE],
+        set(),
+        Conflict("b"),
+    ),
+    ("no application list at all", None, [MINE], set(), Conflict("application list")),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "listed", "ours", "remove", "expected"), MERGE_CASES, ids=[c[0] for c in MERGE_CASES]
+)
+def test_merge_writes_back_every_application_or_refuses(case, listed, ours, remove, expected):
+    instance = {} if listed is None else {"applications": listed}
+    if isinstance(expected, Conflict):
+        with pytest.raises(Conflict, match=expected.message) as info:
+            merged_applications(instance, ours, remove)
+        assert info.value.temporary
+        return
+    merged = merged_applications(instance, ours, remove)
+    assert [a["name"] for a in merged] == expected
 
 
 def test_an_app_being_deleted_is_left_out_not_refused():
