@@ -194,6 +194,11 @@ class ServeApplicationStatus(_Wire):
     message: str = ""
 
 
+# Bounded so that status stays well under etcd's object size; the operator makes no change that would
+# push the buffer past it (steward.operator.audit_guard).
+MAX_BUFFERED_AUDIT_RECORDS = 100
+
+
 class AuditTrailStatus(_Wire):
     model_config = ConfigDict(extra="ignore")
 
@@ -203,7 +208,7 @@ class AuditTrailStatus(_Wire):
     buffered: Annotated[
         list[str],
         Field(
-            max_length=100,
+            max_length=MAX_BUFFERED_AUDIT_RECORDS,
             description="The buffered records as JSON, so that a restarted operator still writes them.",
         ),
     ] = []

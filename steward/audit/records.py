@@ -80,6 +80,12 @@ class RecordDraft(BaseModel):
     # What caused this record, unique within the deployment's trail: replaying the same cause adds nothing.
     cause: Annotated[str, Field(min_length=1)]
 
+    @property
+    def identity(self) -> tuple[str | None, str]:
+        """What makes a record a replay: the same cause for the same object. A resource deleted and
+        re-created under the same name shares its trail but not its uid, so its records are new."""
+        return self.deployment.uid, self.cause
+
 
 class AuditRecord(RecordDraft):
     seq: Annotated[int, Field(ge=1)]

@@ -99,7 +99,7 @@ class S3Store:
             for key in sorted(k for k in keys if k.endswith(".json")):
                 body = self._get(key)
                 if body is not None:
-                    records.append(parse_record(body, f"s3://{self.bucket}/{key}"))
+                    records.append(parse_record(body, f"s3://{self.bucket}/{key}", deployment))
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable(f"read the audit trail {deployment} from", exc) from exc
         return records

@@ -22,13 +22,29 @@ class CorruptRecord(StoreUnavailable):
     """A stored object is not an audit record at all: nothing can be chained after it until a person looks."""
 
 
-def parse_record(raw: bytes, where: str) -> AuditRecord:
+def parse_record(raw: bytes, where: str, deployment: str | None = None) -> AuditRecord:
+    """A stored record, or CorruptRecord with what to do about it: the message ends up in the
+    ModelDeployment's condition and Event, where the person who has to fix it reads it."""
+    if deployment is None:
+        verify = "`steward audit verify NAME -n NAMESPACE`"
+    else:
+        namespace, name = deployment.split("/", 1)
+        verify = f"`steward audit verify {name} -n {namespace}`"
+    # Moved aside, not deleted: it is evidence of what happened, and readers look only at *.json.
+    aside = f"rename it so that its name no longer ends in .json (e.g. {where}.empty)"
+    if not raw.strip():
+        raise CorruptRecord(
+            f"audit record file {where} is empty: a write cut short by a crash (before records were "
+            f"written atomically), and no record can follow it. Inspect it, then {aside}; the operator "
+            f"then continues the trail from the record before it. {verify} shows the break"
+        )
     try:
         return AuditRecord.model_validate_json(raw)
     except ValueError as exc:
         raise CorruptRecord(
-            f"{where} is not a readable audit record ({exc.__class__.__name__}); "
-            "run `steward audit verify` and restore it from a backup"
+            f"audit record file {where} is not a readable audit record ({exc.__class__.__name__}), and no "
+            f"record can follow it. Inspect it: restore it from a backup, or, if it never was a record, "
+            f"{aside.replace('.empty', '.corrupt')}. {verify} shows the break"
         ) from exc
 
 
@@ -76,7 +92,7 @@ class LocalFolderStore:
         folder = self._dir(deployment)
         if not folder.exists():
             return []
-        return [parse_record(p.read_bytes(), str(p)) for p in sorted(folder.glob("*.json"))]
+        return [parse_record(p.read_bytes(), str(p), deployment) for p in sorted(folder.glob("*.json"))]
 
     def append(self, record: AuditRecord) -> None:
         folder = self._dir(record.deployment.key)

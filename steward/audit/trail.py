@@ -25,9 +25,7 @@ _SPEC_ACTIONS = (AuditAction.CREATED, AuditAction.SPEC_CHANGED)
 
 
 def identity(draft: RecordDraft) -> tuple[str | None, str]:
-    """What makes a record a replay: the same cause for the same object. A resource deleted and re-created
-    under the same name shares its trail but not its uid, so its records are new."""
-    return draft.deployment.uid, draft.cause
+    return draft.identity
 
 
 @dataclass

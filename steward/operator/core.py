@@ -38,6 +38,7 @@ from steward.operator.audit_drafts import (
     spec_drafts,
     with_trusted_identity,
 )
+from steward.operator.audit_guard import audit_events, hold_for_audit, holds_back, pending_condition
 from steward.operator.config import OperatorConfig
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
 from steward.operator.rollout import RolloutDecision, decide_rollout
@@ -114,6 +115,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         # Rebuilt by this pass from observations; said once, since the status written now reads whole.
         dropped = f"dropped and rebuilt: {'; '.join(md.status_dropped)}"
         events.append(PostEvent(EventType.WARNING, "StatusPartlyUnreadable", dropped))
+    notices = list(events)  # what a pass held back by the audit trail still says
     retry_reason = ""
     serve_app = old.serve_application
     ready_replicas = old.ready_replicas
@@ -161,6 +163,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         if stable is not None and stable.version in serve.versions:
             ready_replicas = serve.versions[stable.version].ready_replicas
 
+    degraded_decided = ConditionType.DEGRADED in cond.wanted
+    if (audit := pending_condition(obs.audit, old.conditions, degraded_decided)) is not None:
+        cond.degraded(*audit)
     status = ModelDeploymentStatus(
         phase=derive_phase(cond.items),
         observed_generation=md.metadata.generation,
@@ -176,8 +181,13 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         rollout_history=history,
     )
     actions.extend(_transition_events(old.conditions, status.conditions))
+    actions.extend(audit_events(old.conditions, status.conditions))
     actions.extend(events)
     drafts += outcome_drafts(md, status, obs.model if isinstance(obs.model, ResolvedModel) else None)
+    if obs.audit is not None and holds_back(obs.audit, drafts):
+        # No change, so no record: status keeps what is left to do, and each record is decided again.
+        held, why = hold_for_audit(md, obs.audit, now)
+        return Decision(held, [*notices, *audit_events(old.conditions, held.conditions)], retry_reason=why)
     # The change first, then the records that describe it, then the Events that report it: the reconciler
     # stops at the first action Ray refuses, so no record claims a weight change or promotion that failed.
     changes = [a for a in actions if not isinstance(a, PostEvent)]

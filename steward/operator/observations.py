@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steward.api.conditions import Reason
+from steward.api.model_deployment import MAX_BUFFERED_AUDIT_RECORDS
 from steward.api.serve_app import TrafficStats
 
 
@@ -53,8 +54,23 @@ class ServeApps:
 
 
 @dataclass(frozen=True)
+class AuditBacklog:
+    """This deployment's records that the audit store has not taken, as the reconciler found them after
+    trying to store them once more, before deciding."""
+
+    pending: int
+    # The records' identities (uid, cause): a draft with one of them is a replay, not a new record.
+    causes: frozenset[tuple[str | None, str]]
+    # Why the store refused them, in the store's words (names a corrupt record file and what to do).
+    error: str
+    cap: int = MAX_BUFFERED_AUDIT_RECORDS
+
+
+@dataclass(frozen=True)
 class Observations:
     model: ResolvedModel | Problem
     serve: ServeApps | Problem
     # The router's cumulative traffic figures; read only while a rollout needs them.
     traffic: TrafficStats | Problem | None = None
+    # None: no audit store, or the caller did not look (a pure test).
+    audit: AuditBacklog | None = None

@@ -23,6 +23,7 @@ from steward.api.serve_app import (
     RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,
     TrafficStats,
+    app_version,
     router_access,
     router_secret_from_ray_token,
     version_app_name,
@@ -96,15 +97,11 @@ def serve_state(app: ServeApplication) -> ServeState:
 
 
 def serve_apps(applications: dict[str, ServeApplication], router_app: str) -> ServeApps:
-    prefix = version_app_name(router_app, "")
     router = applications.get(router_app)
+    versions = {name: app_version(router_app, name) for name in applications}
     return ServeApps(
         router=None if router is None else serve_state(router),
-        versions={
-            name[len(prefix) :]: serve_state(app)
-            for name, app in applications.items()
-            if name.startswith(prefix)
-        },
+        versions={v: serve_state(applications[name]) for name, v in versions.items() if v is not None},
     )
 
 

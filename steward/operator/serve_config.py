@@ -22,6 +22,7 @@ from steward.api.serve_app import (
     ShadowConfig,
     VersionArgs,
     router_access,
+    router_app_name,
     version_app_name,
     version_deployment_name,
 )
@@ -29,7 +30,7 @@ from steward.operator.config import OperatorConfig
 
 
 def app_name(md: ModelDeployment) -> str:
-    return f"{md.metadata.namespace}-{md.metadata.name}"
+    return router_app_name(md.metadata.namespace, md.metadata.name)
 
 
 def route_prefix(md: ModelDeployment) -> str:

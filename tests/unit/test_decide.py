@@ -230,11 +230,11 @@ def test_deletion(case, problem, waited_s, release, warnings):
     posted = [a for a in decision.actions if isinstance(a, PostEvent) and a.type == EventType.WARNING]
     assert len(posted) == warnings
     if warnings:
-        assert "risk-credit" in posted[0].message
+        assert "risk.credit" in posted[0].message
 
 
 def test_deletion_removes_the_application_by_name():
-    assert deletion_actions(md(), CONFIG) == [DeleteServeApplication("http://ray:8265", "risk-credit")]
+    assert deletion_actions(md(), CONFIG) == [DeleteServeApplication("http://ray:8265", "risk.credit")]
 
 
 def test_condition_statuses_are_kubernetes_strings():
