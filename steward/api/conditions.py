@@ -44,6 +44,10 @@ class Reason(StrEnum):
     # The stored status could not be read: nothing moves on Ray until it is rebuilt from what Ray serves.
     STATUS_UNREADABLE = "StatusUnreadable"
     STATUS_RECOVERED = "StatusRecovered"
+    # audit: the store has not taken every record (they wait in status.audit.buffered), and at the
+    # buffer's bound no change is made, so that no record is ever dropped.
+    AUDIT_PENDING = "AuditPending"
+    AUDIT_BLOCKED = "AuditBlocked"
 
 
 class Phase(StrEnum):
