@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from steward.api.model_deployment import API_VERSION, KIND, ModelDeployment
 
@@ -15,10 +17,22 @@ class ManifestError(ValueError):
     """A manifest that cannot be applied; the message names the file, the field and the fix."""
 
 
+# A wrong type is most often YAML's doing (`"20"`, `yes`, `2.0`): say what it made of the value.
+_TYPE_ERRORS = {"int_type", "float_type", "string_type", "bool_type", "finite_number"}
+_KINDS = {bool: "a boolean", int: "an integer", float: "a decimal number", str: "a string"}
+
+
+def _message(e: ErrorDetails) -> str:
+    where = ".".join(str(p) for p in e["loc"]) or "(document)"
+    if e["type"] not in _TYPE_ERRORS:
+        return f"{where}: {e['msg']}"
+    value = e["input"]
+    kind = _KINDS.get(type(value), type(value).__name__)
+    return f"{where}: {e['msg']}, got {json.dumps(value, default=repr)} ({kind})"
+
+
 def explain(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or '(document)'}: {e['msg']}" for e in error.errors()
-    )
+    return "; ".join(_message(e) for e in error.errors())
 
 
 def parse_manifest(doc: Any, source: str) -> ModelDeployment:

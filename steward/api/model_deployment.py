@@ -17,6 +17,7 @@ from pydantic.alias_generators import to_camel
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
 from steward.api.rollout import MAX_ROLLOUT_HISTORY, ActiveRollout, RolloutRecord, RolloutSpec
+from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
 
 GROUP = "steward.io"
 VERSION = "v1alpha1"
@@ -65,7 +66,7 @@ class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-class ModelRef(_Wire):
+class ModelRef(SpecModel):
     """A model in the MLflow registry, pinned to a version or following an alias."""
 
     model_config = ConfigDict(
@@ -75,13 +76,13 @@ class ModelRef(_Wire):
         )
     )
 
-    name: Annotated[str, Field(min_length=1, max_length=256, description="Registered model name.")]
+    name: Annotated[SpecStr, Field(min_length=1, max_length=256, description="Registered model name.")]
     version: Annotated[
-        str | None,
+        SpecStr | None,
         Field(pattern=r"^[1-9][0-9]*$", description='Registered model version, e.g. "3".'),
     ] = None
     alias: Annotated[
-        str | None,
+        SpecStr | None,
         Field(
             pattern=r"^[A-Za-z0-9_-]{1,255}$",
             description='Registry alias to follow, e.g. "champion".',
@@ -95,13 +96,13 @@ class ModelRef(_Wire):
         return self
 
 
-class Replicas(_Wire):
+class Replicas(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_cel("self.min <= self.max", "replicas.min must be <= replicas.max")
     )
 
-    min: Annotated[int, Field(ge=0, le=1000, description="Fewest replicas (0 scales to zero).")] = 1
-    max: Annotated[int, Field(ge=1, le=1000, description="Most replicas.")] = 1
+    min: Annotated[SpecInt, Field(ge=0, le=1000, description="Fewest replicas (0 scales to zero).")] = 1
+    max: Annotated[SpecInt, Field(ge=1, le=1000, description="Most replicas.")] = 1
 
     @model_validator(mode="after")
     def _min_not_above_max(self) -> Replicas:
@@ -110,27 +111,28 @@ class Replicas(_Wire):
         return self
 
 
-class Resources(_Wire):
+class Resources(SpecModel):
     """Per replica. GPU may be fractional (0.5 packs two replicas on one GPU)."""
 
-    cpu: Annotated[float, Field(ge=0, le=512, description="CPUs per replica.")] = 1.0
-    gpu: Annotated[float, Field(ge=0, le=64, description="GPUs per replica, fractional allowed.")] = 0.0
+    cpu: Annotated[SpecFloat, Field(ge=0, le=512, description="CPUs per replica.")] = 1.0
+    gpu: Annotated[SpecFloat, Field(ge=0, le=64, description="GPUs per replica, fractional allowed.")] = 0.0
     memory: Annotated[
-        str | None,
+        SpecStr | None,
         Field(pattern=MEMORY_QUANTITY, description="Memory per replica, e.g. 2Gi."),
     ] = None
 
 
-class ServingSpec(_Wire):
+class ServingSpec(SpecModel):
     ray_address: Annotated[
-        str | None,
+        SpecStr | None,
         Field(
-            pattern=r"^https?://[^\s/]+(:[0-9]+)?/?$",
+            # Printable ASCII but "/" for the host: `\s` means other characters in Go, Rust and Python.
+            pattern=r"^https?://[\x21-\x2e\x30-\x7e]+(:[0-9]+)?/?$",
             description="Ray dashboard URL, e.g. http://ray-head:8265. Default: the operator's.",
         ),
     ] = None
     route_prefix: Annotated[
-        str | None,
+        SpecStr | None,
         Field(
             pattern=r"^/[A-Za-z0-9/_.-]*$",
             max_length=200,
@@ -139,15 +141,15 @@ class ServingSpec(_Wire):
     ] = None
     replicas: Replicas = Replicas()
     target_ongoing_requests: Annotated[
-        float, Field(gt=0, le=10000, description="Autoscaling target of in-flight requests per replica.")
+        SpecFloat, Field(gt=0, le=10000, description="Autoscaling target of in-flight requests per replica.")
     ] = 2.0
     max_ongoing_requests: Annotated[
-        int, Field(ge=1, le=10000, description="Requests one replica accepts at once.")
+        SpecInt, Field(ge=1, le=10000, description="Requests one replica accepts at once.")
     ] = 5
     resources: Resources = Resources()
 
 
-class ModelDeploymentSpec(_Wire):
+class ModelDeploymentSpec(SpecModel):
     model: ModelRef
     serving: ServingSpec = ServingSpec()
     rollout: RolloutSpec = RolloutSpec()

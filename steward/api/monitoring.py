@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from steward.api.rollout import DURATION
-from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
+from steward.api.types import SpecBool, SpecFloat, SpecInt, SpecModel, SpecStr
 
 MONITOR_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 # Request header (and answer header) that carries the request id; outcomes are joined on it.
@@ -112,7 +112,7 @@ class DriftSettings(SpecModel):
         list[SpecStr] | None, Field(description="Input columns to compare; default: every captured input.")
     ] = None
     include_predictions: Annotated[
-        bool, Field(description="Also compare the distribution of the model's predictions.")
+        SpecBool, Field(description="Also compare the distribution of the model's predictions.")
     ] = True
     method: Annotated[
         SpecStr | None, Field(description="Drift method for every column (Evidently's name); default: psi.")

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
+
 DURATION = r"^[0-9]+(ms|s|m|h)$"
 _DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Who asks for a manual step (promote, abort, pause, resume): the CLI writes it, the operator acts on it once.
@@ -49,21 +51,21 @@ class Strategy(StrEnum):
     IMMEDIATE = "immediate"
 
 
-class Pause(_Wire):
+class Pause(SpecModel):
     duration: Annotated[
-        str | None,
+        SpecStr | None,
         Field(pattern=DURATION, description="How long to wait, e.g. 30s. Omit to wait for a human (resume)."),
     ] = None
 
 
-class AnalysisStep(_Wire):
+class AnalysisStep(SpecModel):
     windows: Annotated[
-        int | None,
+        SpecInt | None,
         Field(ge=1, le=100, description="Passing windows this step needs; default rollout.analysis.windows."),
     ] = None
 
 
-class RolloutStep(_Wire):
+class RolloutStep(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             "[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1",
@@ -72,7 +74,7 @@ class RolloutStep(_Wire):
     )
 
     set_weight: Annotated[
-        int | None, Field(ge=0, le=100, description="Percent of live traffic the new version gets.")
+        SpecInt | None, Field(ge=0, le=100, description="Percent of live traffic the new version gets.")
     ] = None
     pause: Pause | None = None
     analysis: AnalysisStep | None = None
@@ -84,33 +86,38 @@ class RolloutStep(_Wire):
         return self
 
 
-class Analysis(_Wire):
+class Analysis(SpecModel):
     """How the new version is judged against stable, one window at a time."""
 
-    interval: Annotated[str, Field(pattern=DURATION, description="Length of one analysis window.")] = "30s"
+    interval: Annotated[SpecStr, Field(pattern=DURATION, description="Length of one analysis window.")] = (
+        "30s"
+    )
     min_requests: Annotated[
-        int,
+        SpecInt,
         Field(ge=1, description="Requests the new version must see in a window before it is judged."),
     ] = 50
-    windows: Annotated[int, Field(ge=1, le=100, description="Passing windows an analysis step needs.")] = 1
+    windows: Annotated[
+        SpecInt, Field(ge=1, le=100, description="Passing windows an analysis step needs.")
+    ] = 1
     failure_limit: Annotated[
-        int, Field(ge=0, le=100, description="Failing windows tolerated; one more rolls back.")
+        SpecInt, Field(ge=0, le=100, description="Failing windows tolerated; one more rolls back.")
     ] = 0
     max_error_rate: Annotated[
-        float, Field(ge=0, le=1, description="Highest error rate (5xx share) of the new version, 0.01 = 1%.")
+        SpecFloat,
+        Field(ge=0, le=1, description="Highest error rate (5xx share) of the new version, 0.01 = 1%."),
     ] = 0.01
     max_error_rate_increase: Annotated[
-        float | None,
+        SpecFloat | None,
         Field(ge=0, le=1, description="Highest error rate above stable's in the same window, in points."),
     ] = None
     max_rejection_rate: Annotated[
-        float | None,
+        SpecFloat | None,
         Field(
             ge=0, le=1, description="Highest rejection rate (4xx share) of the new version; off unless set."
         ),
     ] = None
     max_rejection_rate_increase: Annotated[
-        float,
+        SpecFloat,
         Field(
             ge=0,
             le=1,
@@ -119,15 +126,15 @@ class Analysis(_Wire):
         ),
     ] = 0.05
     max_latency_p95_ms: Annotated[
-        float | None,
+        SpecFloat | None,
         Field(gt=0, description="Highest p95 latency in ms, whatever stable's; off unless set."),
     ] = None
     max_latency_p99_ms: Annotated[
-        float | None,
+        SpecFloat | None,
         Field(gt=0, description="Highest p99 latency in ms, whatever stable's; off unless set."),
     ] = None
     max_latency_p95_ratio: Annotated[
-        float,
+        SpecFloat,
         Field(
             gt=0,
             description="Highest p95 latency as a multiple of stable's in the same window, so that a machine "
@@ -135,13 +142,13 @@ class Analysis(_Wire):
         ),
     ] = 1.5
     max_latency_p95_increase_ms: Annotated[
-        float | None,
+        SpecFloat | None,
         Field(
             gt=0, description="Highest p95 latency above stable's in the same window, in ms; off unless set."
         ),
     ] = None
     latency_tolerance_ms: Annotated[
-        float,
+        SpecFloat,
         Field(
             ge=0,
             description="A p95 at most this many ms above stable's passes maxLatencyP95Ratio whatever the "
@@ -149,7 +156,7 @@ class Analysis(_Wire):
         ),
     ] = 10.0
     max_disagreement: Annotated[
-        float | None,
+        SpecFloat | None,
         Field(
             ge=0,
             le=1,
@@ -162,7 +169,7 @@ class Analysis(_Wire):
         return duration_s(self.interval)
 
 
-class Stickiness(_Wire):
+class Stickiness(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             "has(self.header) != has(self.field)", "set exactly one of stickiness.header or stickiness.field"
@@ -170,14 +177,14 @@ class Stickiness(_Wire):
     )
 
     header: Annotated[
-        str | None,
+        SpecStr | None,
         Field(
             pattern=r"^[A-Za-z0-9-]{1,100}$",
             description="Request header holding the key, e.g. X-Customer-Id.",
         ),
     ] = None
     field: Annotated[
-        str | None,
+        SpecStr | None,
         Field(min_length=1, max_length=200, description="Input column holding the key, e.g. customer_id."),
     ] = None
 
@@ -198,7 +205,7 @@ DEFAULT_CANARY_STEPS = (
 DEFAULT_SHADOW_STEPS = (RolloutStep(analysis=AnalysisStep()), RolloutStep(pause=Pause()))
 
 
-class RolloutSpec(_Wire):
+class RolloutSpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             "self.strategy != 'shadow' || !has(self.steps) || self.steps.all(s, !has(s.setWeight))",
@@ -222,7 +229,7 @@ class RolloutSpec(_Wire):
         Stickiness | None, Field(description="Keep one caller on one version for the whole rollout.")
     ] = None
     shadow_percent: Annotated[
-        int,
+        SpecInt,
         Field(
             ge=0,
             le=100,

@@ -70,6 +70,63 @@ def test_bad_serving_fields_are_named(serving, field):
     assert field in str(info.value)
 
 
+MANIFEST = """apiVersion: steward.io/v1alpha1
+kind: ModelDeployment
+metadata: {name: x}
+spec:
+  model: {name: m, version: '1'}
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "  rollout: {analysis: {minRequests: '20'}}\n",
+            'rollout.analysis.minRequests: Input should be a valid integer, got "20" (a string)',
+        ),
+        (
+            "  serving: {resources: {cpu: '1'}}\n",
+            'serving.resources.cpu: Input should be a valid number, got "1" (a string)',
+        ),
+        (
+            "  rollout: {steps: [{setWeight: '10'}]}\n",
+            'rollout.steps.0.setWeight: Input should be a valid integer, got "10" (a string)',
+        ),
+        (
+            "  serving: {maxOngoingRequests: true}\n",
+            "serving.maxOngoingRequests: Input should be a valid integer, got true (a boolean)",
+        ),
+        (
+            "  serving: {replicas: {max: 2.0}}\n",
+            "serving.replicas.max: Input should be a valid integer, got 2.0 (a decimal number)",
+        ),
+        (
+            "  serving: {resources: {gpu: .inf}}\n",
+            "serving.resources.gpu: Input should be a finite number",
+        ),
+    ],
+)
+def test_values_the_api_server_refuses_are_refused_with_the_field_named(tmp_path, spec, message):
+    """Lax pydantic took all of these (as 20, 1.0, 10, 1 and 2); `kubectl apply` refuses them."""
+    path = tmp_path / "md.yaml"
+    path.write_text(MANIFEST + spec)
+    with pytest.raises(ManifestError) as info:
+        load_manifests(path)
+    assert message in str(info.value)
+
+
+def test_null_means_the_default_as_on_the_api_server():
+    spec = ModelDeploymentSpec.model_validate(
+        {"model": {"name": "m", "version": "1"}, "serving": {"resources": {"cpu": None, "memory": None}}}
+    )
+    assert spec.serving.resources.cpu == 1.0
+    with pytest.raises(ValidationError, match="replicaz"):
+        ModelDeploymentSpec.model_validate(
+            {"model": {"name": "m", "version": "1"}, "serving": {"replicaz": None}}
+        )
+
+
 def test_memory_quantities():
     assert memory_bytes("512Mi") == 512 * 2**20
     assert memory_bytes("2G") == 2 * 10**9
