@@ -115,10 +115,32 @@ class DriftSettings(SpecModel):
         SpecBool, Field(description="Also compare the distribution of the model's predictions.")
     ] = True
     method: Annotated[
-        SpecStr | None, Field(description="Drift method for every column (Evidently's name); default: psi.")
+        SpecStr | None,
+        Field(
+            description="Drift method for every column (Evidently's name). Default: wasserstein (distance "
+            "in reference standard deviations) for numeric columns, jensenshannon for categorical ones, "
+            "whatever the reference's size (Evidently's own default switches to p-value tests at <= 1000 "
+            "reference rows, which flag trivial shifts on large windows)."
+        ),
     ] = None
-    threshold: Annotated[SpecFloat | None, Field(ge=0, description="Threshold of that method.")] = None
+    threshold: Annotated[
+        SpecFloat | None,
+        Field(
+            ge=0,
+            description="Threshold of that method (a distance: drift at >= it; a p-value test: drift "
+            "below it). Default with the default methods: 0.1 (a tenth of a standard deviation; no-drift "
+            "noise at 5,000 rows stays under 0.05, a 0.5 sd shift scores about 0.5).",
+        ),
+    ] = None
     per_column: dict[str, ColumnDrift] = {}
+    min_rows: Annotated[
+        SpecInt,
+        Field(
+            ge=1,
+            description="Fewer rows than this in the window or the reference: inconclusive (below about "
+            "2,000 rows the default statistic's sampling noise reaches its threshold).",
+        ),
+    ] = 2000
     max_drifted_columns: Annotated[
         SpecInt, Field(ge=0, description="Breach when more columns than this drift (0: any one).")
     ] = 0

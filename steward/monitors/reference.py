@@ -1,0 +1,99 @@
+"""The drift reference: an explicit URI, else the training dataset logged with the version's MLflow run.
+
+`register()` in steward.dev.credit_model logs it with
+`mlflow.log_input(from_pandas(df, source=<artifact uri>), context="training")`;
+MLflow keeps the source as JSON (`{"uri": ...}`) on the run's dataset inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from steward.api.monitoring import MonitorJob
+from steward.monitors import store
+
+TRAINING_CONTEXT = "training"
+
+
+class NoReference(store.StoreError):
+    """No reference is configured or logged for this version."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    frame: pd.DataFrame
+    uri: str
+    sha256: str
+
+
+def logged_dataset_uri(tracking_uri: str, run_id: str | None, model_name: str, version: str) -> str:
+    """The source URI of the dataset logged as the `training` input of the version's run (else its first)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        if run_id is None:
+            run_id = client.get_model_version(model_name, version).run_id
+        if not run_id:
+            raise NoReference(
+                f"model {model_name} version {version} has no MLflow run to take a reference from"
+            )
+        run_inputs = client.get_run(run_id).inputs
+        inputs = run_inputs.dataset_inputs if run_inputs is not None else []
+    except MlflowException as exc:
+        raise store.StoreError(f"MLflow at {tracking_uri}: {exc}") from exc
+    if not inputs:
+        raise NoReference(
+            f"run {run_id} of {model_name} v{version} logged no dataset (mlflow.log_input): set "
+            "drift.reference to a Parquet or CSV URI"
+        )
+
+    def context(item: object) -> str | None:
+        return next((t.value for t in getattr(item, "tags", []) if t.key == "mlflow.data.context"), None)
+
+    chosen = next((i for i in inputs if context(i) == TRAINING_CONTEXT), inputs[0])
+    source = chosen.dataset.source
+    try:
+        uri = json.loads(source).get("uri") if source.strip().startswith("{") else source
+    except json.JSONDecodeError as exc:
+        raise NoReference(f"run {run_id}: dataset source {source!r} is not a JSON source") from exc
+    if not uri:
+        raise NoReference(f"run {run_id}: dataset {chosen.dataset.name!r} has no URI (source {source!r})")
+    return str(uri)
+
+
+def _download(uri: str, tracking_uri: str | None) -> tuple[pd.DataFrame, str]:
+    """An MLflow artifact URI (mlflow-artifacts:/, runs:/, file:): through MLflow's artifact client."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError) as exc:
+            raise store.StoreError(f"cannot download reference {uri}: {exc}") from exc
+        return store.read_table(str(Path(local).resolve()))
+
+
+def load_reference(job: MonitorJob) -> Reference:
+    settings = job.monitor.drift
+    uri = job.reference_uri or (settings.reference if settings else None)
+    if uri is None:
+        if not job.tracking_uri:
+            raise NoReference("no drift.reference and no MLflow tracking URI to find the training dataset")
+        uri = logged_dataset_uri(job.tracking_uri, job.run_id, job.model_name, job.version)
+    if uri.startswith("s3://") or Path(uri).is_absolute():
+        frame, digest = store.read_table(uri)
+    else:
+        frame, digest = _download(uri, job.tracking_uri)
+    if frame.empty:
+        raise store.StoreError(f"reference {uri} has no rows")
+    return Reference(frame, uri, digest)

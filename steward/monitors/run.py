@@ -1,0 +1,145 @@
+"""Entrypoint of a monitor job: `python -m steward.monitors.run <base64 MonitorJob JSON>`.
+
+Computes the monitor of `job.monitor.kind` over the window, writes the HTML report and then `result.json` (a
+MonitorResult; the operator polls for it, so it is written last). A problem with the data (no reference,
+unreadable files, no rows) is a result too (`error` or `inconclusive`) and the job exits 0; only a bug, or a
+store that will not take the result, exits non-zero.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from steward.api.monitoring import Check, MonitorJob, MonitorKind, MonitorResult, MonitorVerdict
+from steward.monitors import report, store
+from steward.monitors.window import WindowData, load_window
+
+MAX_CHECKS = 200
+
+
+@dataclass
+class Computed:
+    verdict: MonitorVerdict
+    summary: str
+    checks: list[Check] = field(default_factory=list)
+    snapshot: Any = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    reference_uri: str | None = None
+    reference_sha256: str | None = None
+
+
+def _job_id() -> str | None:
+    """The Ray Job's submission id, from the driver's job config Ray sets for the entrypoint."""
+    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    if not raw:
+        return None
+    try:
+        metadata = json.loads(raw).get("metadata") or {}
+    except json.JSONDecodeError:
+        return None
+    value = metadata.get("job_submission_id")
+    return str(value) if value else None
+
+
+def compute(job: MonitorJob, window: WindowData) -> Computed:
+    kind = job.monitor.kind
+    if kind is MonitorKind.DRIFT:
+        from steward.api.monitoring import DriftSettings
+        from steward.monitors.drift import run_drift
+        from steward.monitors.reference import load_reference
+
+        try:
+            reference = load_reference(job)
+        except store.StoreError as exc:
+            return Computed(MonitorVerdict.ERROR, f"reference: {exc}")
+        drift = run_drift(window.frame, reference.frame, job.monitor.drift or DriftSettings())
+        return Computed(
+            drift.verdict, drift.summary, drift.checks, drift.snapshot, {}, reference.uri, reference.sha256
+        )
+    if kind is MonitorKind.FAIRNESS:
+        from steward.api.monitoring import FairnessSettings
+        from steward.monitors.fairness import run_fairness
+
+        fair = run_fairness(window.frame, job.monitor.fairness or FairnessSettings())
+        return Computed(fair.verdict, fair.summary, fair.checks, tables=fair.tables)
+    from steward.api.monitoring import QualitySettings
+    from steward.monitors.quality import run_quality
+
+    quality = run_quality(window.frame, job.monitor.quality or QualitySettings(), job.training_metrics)
+    return Computed(quality.verdict, quality.summary, quality.checks)
+
+
+def _bounded(checks: list[Check]) -> tuple[list[Check], str]:
+    if len(checks) <= MAX_CHECKS:
+        return checks, ""
+    ordered = sorted(checks, key=lambda c: c.passed is not False)
+    return ordered[:MAX_CHECKS], f"; {len(checks) - MAX_CHECKS} passing checks left out of the result"
+
+
+def run_job(job: MonitorJob) -> MonitorResult:
+    rows = labelled = 0
+    try:
+        window = load_window(job)
+        rows, labelled = window.rows, window.labelled_rows
+        if window.rows == 0:
+            computed = Computed(
+                MonitorVerdict.INCONCLUSIVE,
+                f"no answered requests captured for version {job.version} in the window",
+            )
+        else:
+            computed = compute(job, window)
+    except store.StoreError as exc:
+        computed = Computed(MonitorVerdict.ERROR, f"cannot read the window: {exc}")
+    checks, cut = _bounded(computed.checks)
+    section = report.steward_section(
+        job, computed.verdict, computed.summary, checks, computed.tables, rows, labelled
+    )
+    body = report.render(computed.snapshot, section, f"{job.deployment} {job.monitor.name} v{job.version}")
+    report_sha = report.write_report(job.report_uri, body)
+    return MonitorResult(
+        monitor=job.monitor.name,
+        kind=job.monitor.kind,
+        deployment=job.deployment,
+        version=job.version,
+        window_start=job.window_start,
+        window_end=job.window_end,
+        rows=rows,
+        labelled_rows=labelled,
+        verdict=computed.verdict,
+        summary=computed.summary + cut,
+        checks=checks,
+        report_uri=job.report_uri,
+        report_sha256=report_sha,
+        reference_uri=computed.reference_uri,
+        reference_sha256=computed.reference_sha256,
+        job_id=_job_id(),
+        finished_at=datetime.now(UTC),
+    )
+
+
+def decode_job(argument: str) -> MonitorJob:
+    return MonitorJob.model_validate_json(base64.b64decode(argument, validate=True))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m steward.monitors.run <base64 MonitorJob JSON>", file=sys.stderr)
+        return 2
+    job = decode_job(argv[1])
+    result = run_job(job)
+    body = result.model_dump_json(by_alias=True).encode()
+    store.write_bytes(job.result_uri, body, content_type="application/json")
+    print(f"{job.monitor.name} v{job.version}: {result.verdict.value}: {result.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
