@@ -9,6 +9,9 @@ class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
+    # True: every live version's monitors pass (or cannot judge yet); False: one breached; Unknown: one could
+    # not run, or monitoring is not configured.
+    MONITORING = "Monitoring"
 
 
 class Reason(StrEnum):
@@ -48,6 +51,13 @@ class Reason(StrEnum):
     # buffer's bound no change is made, so that no record is ever dropped.
     AUDIT_PENDING = "AuditPending"
     AUDIT_BLOCKED = "AuditBlocked"
+    # monitoring (the Monitoring condition)
+    MONITORS_PASSING = "MonitorsPassing"
+    MONITORS_PENDING = "MonitorsPending"
+    MONITOR_BREACHED = "MonitorBreached"
+    MONITOR_ERROR = "MonitorError"
+    MONITORING_NOT_CONFIGURED = "MonitoringNotConfigured"
+    CAPTURE_FAILING = "CaptureFailing"
 
 
 class Phase(StrEnum):

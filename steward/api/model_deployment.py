@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
+from steward.api.monitoring import MonitoringStatus
 from steward.api.rollout import MAX_ROLLOUT_HISTORY, ActiveRollout, RolloutRecord, RolloutSpec
 from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
 
@@ -246,6 +247,7 @@ class ModelDeploymentStatus(_Wire):
             max_length=MAX_ROLLOUT_HISTORY, description="Past rollouts, newest last, with outcome and reason."
         ),
     ] = []
+    monitoring: MonitoringStatus | None = None
 
 
 class ObjectMeta(BaseModel):

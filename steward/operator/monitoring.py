@@ -1,0 +1,466 @@
+"""Monitoring's decisions (pure): which monitor jobs to submit, and what each finished job's result does.
+
+`decide_monitoring` reads spec.monitoring, status.monitoring, the live versions, what the reconciler observed
+of the jobs in flight (Ray's job state and the result file) and the time, and returns the next
+status.monitoring, the jobs to submit and stop, audit drafts, Events, the Monitoring condition, and, for a
+`rollback` monitor's breach, what the core should do about the rollout.
+
+Each result is acted on once: its submission id goes to `status.monitoring.handled`, and every audit draft is
+keyed by it, so a pass replayed after a restart adds no record and takes no second action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from steward.api.conditions import ConditionStatus, ConditionType, Reason
+from steward.api.model_deployment import ModelDeployment, ModelDeploymentStatus
+from steward.api.monitoring import (
+    MAX_BREACHES_IN_SUMMARY,
+    MAX_HANDLED_IN_STATUS,
+    MAX_RESULTS_IN_STATUS,
+    BreachAction,
+    CaptureStatus,
+    MonitoringStatus,
+    MonitorJobStatus,
+    MonitorResult,
+    MonitorResultSummary,
+    MonitorSpec,
+    MonitorVerdict,
+    WindowRef,
+)
+from steward.api.rollout import Outcome, RolloutState, duration_s
+from steward.audit.records import AuditAction, ModelVersions, RecordDraft
+from steward.operator.actions import EventType, PostEvent
+from steward.operator.audit_drafts import deployment_ref
+from steward.operator.monitoring_schedule import (
+    DEFAULT_REJUDGE_AFTER_S,
+    JobContext,
+    LiveVersion,
+    Submission,
+    due_submissions,
+    needs_rejudging,
+    next_due_in_s,
+)
+
+DEFAULT_JOB_TIMEOUT_S = 1800.0
+# While jobs run, look again this often (a window's result is worth having within seconds, not at resync).
+POLL_S = 15.0
+TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+
+
+class JobState(StrEnum):
+    RUNNING = "running"  # pending or running on Ray
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # failed or stopped
+    MISSING = "missing"  # Ray does not know the id (its cluster restarted): the window is submitted again
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """What the reconciler saw of one job in flight. A result in the store counts whatever Ray says."""
+
+    state: JobState
+    result: MonitorResult | None = None
+    # Why there is no usable result: Ray's message and the log's end, or "result.json is corrupt: ...".
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class FailCanary:
+    """A `rollback` monitor breached on the canary of a running rollout: fail it (the rollout's own path)."""
+
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RollbackPromotion:
+    """A `rollback` monitor breached on a version promoted within `rollbackWindow`: stable goes back."""
+
+    from_version: str
+    to_version: str
+    reason: str
+
+
+Condition = tuple[ConditionType, ConditionStatus, Reason, str]
+
+
+@dataclass(frozen=True)
+class MonitoringDecision:
+    status: MonitoringStatus | None
+    submissions: list[Submission] = field(default_factory=list)
+    drafts: list[RecordDraft] = field(default_factory=list)
+    events: list[PostEvent] = field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
+    canary_failure: FailCanary | None = None
+    promotion_rollback: RollbackPromotion | None = None
+    requeue_after_s: float | None = None
+    # Jobs to stop on Ray: over their time limit, or of monitors no longer in the spec.
+    stops: list[str] = field(default_factory=list)
+
+
+def live_versions(status: ModelDeploymentStatus) -> list[LiveVersion]:
+    """Versions taking traffic now: stable, and the canary of a rollout that has started moving traffic."""
+    out = []
+    if status.stable is not None:
+        promoted = next(
+            (
+                r.finished_at
+                for r in reversed(status.rollout_history)
+                if r.outcome == Outcome.PROMOTED and r.to_version == status.stable.version
+            ),
+            None,
+        )
+        out.append(LiveVersion(status.stable.version, "stable", since=promoted, run_id=status.stable.run_id))
+    rollout = status.rollout
+    if rollout is not None and rollout.state in (RolloutState.PROGRESSING, RolloutState.PAUSED):
+        out.append(
+            LiveVersion(
+                rollout.canary.version, "canary", since=rollout.started_at, run_id=rollout.canary.run_id
+            )
+        )
+    return out
+
+
+def _error_result(job: MonitorJobStatus, problem: str, now: datetime) -> MonitorResultSummary:
+    return MonitorResultSummary(
+        monitor=job.monitor,
+        version=job.version,
+        verdict=MonitorVerdict.ERROR,
+        summary=problem[:1000] or "the job ended without a result",
+        window_start=job.window_start,
+        window_end=job.window_end,
+        submission_id=job.submission_id,
+        finished_at=now,
+        attempt=job.attempt,
+    )
+
+
+def summarise(job: MonitorJobStatus, result: MonitorResult) -> MonitorResultSummary:
+    return MonitorResultSummary(
+        monitor=job.monitor,
+        version=job.version,
+        verdict=result.verdict,
+        summary=result.summary[:1000],
+        window_start=result.window_start,
+        window_end=result.window_end,
+        rows=result.rows,
+        labelled_rows=result.labelled_rows,
+        breached=result.breaches()[:MAX_BREACHES_IN_SUMMARY],
+        report_uri=result.report_uri,
+        report_sha256=result.report_sha256,
+        reference_sha256=result.reference_sha256,
+        submission_id=job.submission_id,
+        finished_at=result.finished_at,
+        attempt=job.attempt,
+    )
+
+
+def _finished(
+    job: MonitorJobStatus, obs: JobObservation | None, now: datetime, timeout_s: float
+) -> tuple[MonitorResultSummary | None, MonitorResult | None, bool]:
+    """(summary, full result, still in flight)."""
+    if obs is None:
+        return None, None, True  # not looked at this pass
+    if obs.result is not None:
+        return summarise(job, obs.result), obs.result, False
+    if obs.state == JobState.MISSING:
+        return None, None, False
+    if obs.state in (JobState.FAILED, JobState.SUCCEEDED):
+        problem = obs.problem or (
+            "the job succeeded but wrote no result" if obs.state == JobState.SUCCEEDED else ""
+        )
+        return _error_result(job, problem, now), None, False
+    if (now - job.submitted_at).total_seconds() > timeout_s:
+        return (
+            _error_result(job, f"the job did not finish within {timeout_s:.0f}s; stopped", now),
+            None,
+            False,
+        )
+    return None, None, True
+
+
+def _run_draft(md: ModelDeployment, s: MonitorResultSummary, full: MonitorResult | None) -> RecordDraft:
+    checks = [c.model_dump(mode="json") for c in (full.checks if full else s.breached)]
+    return RecordDraft(
+        deployment=deployment_ref(md),
+        action=AuditAction.MONITOR_RUN,
+        model=ModelVersions(name=md.spec.model.name, to_version=s.version),
+        reason=f"monitor {s.monitor} on version {s.version}: {s.verdict.value}"
+        + (f": {s.summary}" if s.summary else ""),
+        evidence={
+            "monitor": s.monitor,
+            "kind": full.kind.value if full else None,
+            "version": s.version,
+            "window": {"start": s.window_start.isoformat(), "end": s.window_end.isoformat()},
+            "rows": s.rows,
+            "labelled_rows": s.labelled_rows,
+            "verdict": s.verdict.value,
+            "checks": checks,
+            "report_uri": s.report_uri,
+            "report_sha256": s.report_sha256,
+            "reference_uri": full.reference_uri if full else None,
+            "reference_sha256": s.reference_sha256,
+            "submission_id": s.submission_id,
+            "attempt": s.attempt,
+        },
+        cause=f"monitor-run:{s.submission_id}",
+    )
+
+
+def _figures(s: MonitorResultSummary) -> str:
+    parts = [
+        f"{c.name} {c.value:.4g} (threshold {c.op} {c.threshold:.4g})"
+        if c.value is not None and c.threshold is not None
+        else c.name
+        for c in s.breached
+    ]
+    return ", ".join(parts) or s.summary
+
+
+def _policy(
+    md: ModelDeployment, spec: MonitorSpec, s: MonitorResultSummary
+) -> tuple[str, FailCanary | None, RollbackPromotion | None]:
+    """What a breach does: (action name for the record, canary failure, promotion rollback)."""
+    reason = f"monitor {s.monitor} breached on version {s.version}: {_figures(s)}"
+    if spec.on_breach != BreachAction.ROLLBACK:
+        return "alert", None, None
+    status = md.status
+    rollout = status.rollout
+    if (
+        rollout is not None
+        and rollout.canary.version == s.version
+        and rollout.state
+        in (
+            RolloutState.WARMING,
+            RolloutState.PROGRESSING,
+            RolloutState.PAUSED,
+        )
+    ):
+        return "fail-canary", FailCanary(s.version, reason), None
+    if rollout is None and status.stable is not None and status.stable.version == s.version:
+        promotion = next(
+            (
+                r
+                for r in reversed(status.rollout_history)
+                if r.outcome == Outcome.PROMOTED and r.to_version == s.version
+            ),
+            None,
+        )
+        window = timedelta(seconds=duration_s(md.spec.monitoring.rollback_window))
+        if promotion is None:
+            return "alert (no promotion to undo: the version was deployed, not rolled out)", None, None
+        # Judged by the traffic's time, not the job's: a late result about early traffic still counts.
+        if not promotion.finished_at <= s.window_end <= promotion.finished_at + window:
+            return f"alert (outside the rollback window of {md.spec.monitoring.rollback_window})", None, None
+        return (
+            "rollback-promotion",
+            None,
+            RollbackPromotion(from_version=s.version, to_version=promotion.from_version, reason=reason),
+        )
+    return "alert (the version no longer serves alone: nothing to roll back)", None, None
+
+
+def _policy_draft(
+    md: ModelDeployment, spec: MonitorSpec, s: MonitorResultSummary, action: str
+) -> RecordDraft:
+    return RecordDraft(
+        deployment=deployment_ref(md),
+        action=AuditAction.POLICY_ACTION,
+        model=ModelVersions(name=md.spec.model.name, from_version=s.version),
+        reason=f"{action}: monitor {s.monitor} breached on version {s.version}: {_figures(s)}"[:1000],
+        evidence={
+            "policy": spec.on_breach.value,
+            "action": action,
+            "monitor": s.monitor,
+            "version": s.version,
+            "breached": [c.model_dump(mode="json") for c in s.breached],
+            "report_uri": s.report_uri,
+            "report_sha256": s.report_sha256,
+            "submission_id": s.submission_id,
+            "rollback_window": md.spec.monitoring.rollback_window,
+        },
+        cause=f"policy-action:{s.submission_id}",
+    )
+
+
+def _condition(
+    results: list[MonitorResultSummary], capture: CaptureStatus | None, old: MonitoringStatus
+) -> Condition:
+    def names(verdict: MonitorVerdict) -> list[MonitorResultSummary]:
+        return [r for r in results if r.verdict == verdict]
+
+    if breached := names(MonitorVerdict.BREACH):
+        text = "; ".join(
+            f"{r.monitor} on version {r.version}: {_figures(r)}"
+            + (f" (report {r.report_uri})" if r.report_uri else "")
+            for r in breached
+        )
+        return ConditionType.MONITORING, FALSE, Reason.MONITOR_BREACHED, text[:2000]
+    if errors := names(MonitorVerdict.ERROR):
+        text = "; ".join(f"{r.monitor} on version {r.version}: {r.summary}" for r in errors)
+        return ConditionType.MONITORING, UNKNOWN, Reason.MONITOR_ERROR, text[:2000]
+    old_dropped = old.capture.dropped if old.capture else 0
+    if capture is not None and capture.dropped > old_dropped:
+        text = f"capture dropped {capture.dropped} record(s)" + (
+            f": {capture.last_error}" if capture.last_error else ""
+        )
+        return ConditionType.MONITORING, UNKNOWN, Reason.CAPTURE_FAILING, text
+    if not results:
+        return ConditionType.MONITORING, UNKNOWN, Reason.MONITORS_PENDING, "no window judged yet"
+    judged = ", ".join(f"{r.monitor}@v{r.version}: {r.verdict.value}" for r in results)
+    return ConditionType.MONITORING, TRUE, Reason.MONITORS_PASSING, judged
+
+
+def decide_monitoring(
+    md: ModelDeployment,
+    observed: Mapping[str, JobObservation],
+    now: datetime,
+    store_uri: str | None,
+    *,
+    live: list[LiveVersion] | None = None,
+    tracking_uri: str | None = None,
+    capture: CaptureStatus | None = None,
+    rejudge_after_s: float = DEFAULT_REJUDGE_AFTER_S,
+    job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
+) -> MonitoringDecision:
+    spec = md.spec.monitoring
+    old = md.status.monitoring or MonitoringStatus()
+    live = live_versions(md.status) if live is None else live
+    by_name = {m.name: m for m in spec.monitors}
+    if not spec.monitors:
+        if old == MonitoringStatus():
+            return MonitoringDecision(status=md.status.monitoring)
+        return MonitoringDecision(status=None, stops=[j.submission_id for j in old.jobs])
+    if store_uri is None:
+        why = (
+            "spec.monitoring has monitors but the operator has no monitoring store "
+            "(set STEWARD_MONITORING_URI)"
+        )
+        return MonitoringDecision(
+            status=old,
+            conditions=[(ConditionType.MONITORING, UNKNOWN, Reason.MONITORING_NOT_CONFIGURED, why)],
+        )
+
+    results = {(r.monitor, r.version): r for r in old.results}
+    handled = list(old.handled)
+    awaiting = list(old.awaiting_labels)
+    jobs: list[MonitorJobStatus] = []
+    decision_drafts: list[RecordDraft] = []
+    events: list[PostEvent] = []
+    stops: list[str] = []
+    canary_failure: FailCanary | None = None
+    promotion_rollback: RollbackPromotion | None = None
+    for job in old.jobs:
+        if job.submission_id in handled:
+            continue
+        monitor = by_name.get(job.monitor)
+        if monitor is None:
+            stops.append(job.submission_id)  # the monitor left the spec: its job judges nothing anyone wants
+            continue
+        summary, full, in_flight = _finished(job, observed.get(job.submission_id), now, job_timeout_s)
+        if in_flight:
+            jobs.append(job)
+            continue
+        if summary is None:
+            continue  # Ray lost it: dropped, and the window is due again under the same id
+        if summary.verdict == MonitorVerdict.ERROR and observed[job.submission_id].state == JobState.RUNNING:
+            stops.append(job.submission_id)
+        handled.append(job.submission_id)
+        key = (summary.monitor, summary.version)
+        before = results.get(key)
+        if before is None or summary.window_end >= before.window_end:
+            results[key] = summary
+        if job.attempt == 0 and needs_rejudging(monitor, summary):
+            awaiting.append(
+                WindowRef(
+                    monitor=job.monitor,
+                    version=job.version,
+                    window_start=job.window_start,
+                    window_end=job.window_end,
+                )
+            )
+        else:
+            awaiting = [
+                w
+                for w in awaiting
+                if (w.monitor, w.version, w.window_end) != (job.monitor, job.version, job.window_end)
+            ]
+        decision_drafts.append(_run_draft(md, summary, full))
+        was = before.verdict if before is not None else None
+        if summary.verdict == MonitorVerdict.ERROR and was != MonitorVerdict.ERROR:
+            events.append(
+                PostEvent(
+                    EventType.WARNING,
+                    Reason.MONITOR_ERROR.value,
+                    f"{summary.monitor} on version {summary.version}: {summary.summary}",
+                )
+            )
+        if summary.verdict != MonitorVerdict.BREACH:
+            continue
+        action, fail, back = _policy(md, monitor, summary)
+        canary_failure = canary_failure or fail
+        promotion_rollback = promotion_rollback or back
+        decision_drafts.append(_policy_draft(md, monitor, summary, action))
+        if was != MonitorVerdict.BREACH or fail or back:
+            message = (
+                f"monitor {summary.monitor} breached on version {summary.version}: "
+                f"{_figures(summary)}; {action}"
+            )
+            if summary.report_uri:
+                message += f"; report {summary.report_uri}"
+            events.append(PostEvent(EventType.WARNING, Reason.MONITOR_BREACHED.value, message[:1000]))
+
+    ctx = JobContext(
+        uid=md.metadata.uid,
+        deployment=md.key,
+        model_name=md.spec.model.name,
+        store_uri=store_uri,
+        tracking_uri=tracking_uri,
+    )
+    interim = MonitoringStatus(
+        results=list(results.values()), jobs=jobs, handled=handled, awaiting_labels=awaiting
+    )
+    submissions = due_submissions(ctx, spec.monitors, live, interim, now, rejudge_after_s)
+    for sub in submissions:
+        if sub.entry.attempt:
+            awaiting = [
+                w
+                for w in awaiting
+                if (w.monitor, w.version, w.window_end)
+                != (sub.entry.monitor, sub.entry.version, sub.entry.window_end)
+            ]
+    jobs += [s.entry for s in submissions]
+
+    live_ids = {v.version for v in live}
+    current = [r for r in results.values() if r.monitor in by_name and r.version in live_ids]
+    # Results of versions that no longer serve stay (the CLI shows them) while there is room, newest first.
+    kept = sorted(
+        results.values(),
+        key=lambda r: (r.monitor in by_name and r.version in live_ids, r.window_end),
+        reverse=True,
+    )
+    status = MonitoringStatus(
+        results=sorted(kept[:MAX_RESULTS_IN_STATUS], key=lambda r: (r.monitor, r.version)),
+        jobs=jobs[:MAX_RESULTS_IN_STATUS],
+        handled=handled[-MAX_HANDLED_IN_STATUS:],
+        awaiting_labels=awaiting[-MAX_RESULTS_IN_STATUS:],
+        capture=capture if capture is not None else old.capture,
+    )
+    due = next_due_in_s(spec.monitors, now)
+    requeue = min(x for x in (due, POLL_S if jobs else None) if x is not None) if (due or jobs) else None
+    return MonitoringDecision(
+        status=status,
+        submissions=submissions,
+        drafts=decision_drafts,
+        events=events,
+        conditions=[_condition(current, capture, old)],
+        canary_failure=canary_failure,
+        promotion_rollback=promotion_rollback,
+        requeue_after_s=requeue,
+        stops=stops,
+    )
