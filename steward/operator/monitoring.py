@@ -33,9 +33,9 @@ from steward.api.monitoring import (
     WindowRef,
 )
 from steward.api.rollout import Outcome, RolloutState, duration_s
-from steward.audit.records import AuditAction, ModelVersions, RecordDraft
+from steward.audit.records import RecordDraft
 from steward.operator.actions import EventType, PostEvent
-from steward.operator.audit_drafts import deployment_ref
+from steward.operator.monitoring_drafts import figures, policy_draft, run_draft
 from steward.operator.monitoring_schedule import (
     DEFAULT_REJUDGE_AFTER_S,
     JobContext,
@@ -184,49 +184,11 @@ def _finished(
     return None, None, True
 
 
-def _run_draft(md: ModelDeployment, s: MonitorResultSummary, full: MonitorResult | None) -> RecordDraft:
-    checks = [c.model_dump(mode="json") for c in (full.checks if full else s.breached)]
-    return RecordDraft(
-        deployment=deployment_ref(md),
-        action=AuditAction.MONITOR_RUN,
-        model=ModelVersions(name=md.spec.model.name, to_version=s.version),
-        reason=f"monitor {s.monitor} on version {s.version}: {s.verdict.value}"
-        + (f": {s.summary}" if s.summary else ""),
-        evidence={
-            "monitor": s.monitor,
-            "kind": full.kind.value if full else None,
-            "version": s.version,
-            "window": {"start": s.window_start.isoformat(), "end": s.window_end.isoformat()},
-            "rows": s.rows,
-            "labelled_rows": s.labelled_rows,
-            "verdict": s.verdict.value,
-            "checks": checks,
-            "report_uri": s.report_uri,
-            "report_sha256": s.report_sha256,
-            "reference_uri": full.reference_uri if full else None,
-            "reference_sha256": s.reference_sha256,
-            "submission_id": s.submission_id,
-            "attempt": s.attempt,
-        },
-        cause=f"monitor-run:{s.submission_id}",
-    )
-
-
-def _figures(s: MonitorResultSummary) -> str:
-    parts = [
-        f"{c.name} {c.value:.4g} (threshold {c.op} {c.threshold:.4g})"
-        if c.value is not None and c.threshold is not None
-        else c.name
-        for c in s.breached
-    ]
-    return ", ".join(parts) or s.summary
-
-
 def _policy(
     md: ModelDeployment, spec: MonitorSpec, s: MonitorResultSummary
 ) -> tuple[str, FailCanary | None, RollbackPromotion | None]:
     """What a breach does: (action name for the record, canary failure, promotion rollback)."""
-    reason = f"monitor {s.monitor} breached on version {s.version}: {_figures(s)}"
+    reason = f"monitor {s.monitor} breached on version {s.version}: {figures(s)}"
     if spec.on_breach != BreachAction.ROLLBACK:
         return "alert", None, None
     status = md.status
@@ -265,29 +227,6 @@ def _policy(
     return "alert (the version no longer serves alone: nothing to roll back)", None, None
 
 
-def _policy_draft(
-    md: ModelDeployment, spec: MonitorSpec, s: MonitorResultSummary, action: str
-) -> RecordDraft:
-    return RecordDraft(
-        deployment=deployment_ref(md),
-        action=AuditAction.POLICY_ACTION,
-        model=ModelVersions(name=md.spec.model.name, from_version=s.version),
-        reason=f"{action}: monitor {s.monitor} breached on version {s.version}: {_figures(s)}"[:1000],
-        evidence={
-            "policy": spec.on_breach.value,
-            "action": action,
-            "monitor": s.monitor,
-            "version": s.version,
-            "breached": [c.model_dump(mode="json") for c in s.breached],
-            "report_uri": s.report_uri,
-            "report_sha256": s.report_sha256,
-            "submission_id": s.submission_id,
-            "rollback_window": md.spec.monitoring.rollback_window,
-        },
-        cause=f"policy-action:{s.submission_id}",
-    )
-
-
 def _condition(
     results: list[MonitorResultSummary], capture: CaptureStatus | None, old: MonitoringStatus
 ) -> Condition:
@@ -296,7 +235,7 @@ def _condition(
 
     if breached := names(MonitorVerdict.BREACH):
         text = "; ".join(
-            f"{r.monitor} on version {r.version}: {_figures(r)}"
+            f"{r.monitor} on version {r.version}: {figures(r)}"
             + (f" (report {r.report_uri})" if r.report_uri else "")
             for r in breached
         )
@@ -390,7 +329,7 @@ def decide_monitoring(
                 for w in awaiting
                 if (w.monitor, w.version, w.window_end) != (job.monitor, job.version, job.window_end)
             ]
-        decision_drafts.append(_run_draft(md, summary, full))
+        decision_drafts.append(run_draft(md, summary, full))
         was = before.verdict if before is not None else None
         if summary.verdict == MonitorVerdict.ERROR and was != MonitorVerdict.ERROR:
             events.append(
@@ -405,11 +344,11 @@ def decide_monitoring(
         action, fail, back = _policy(md, monitor, summary)
         canary_failure = canary_failure or fail
         promotion_rollback = promotion_rollback or back
-        decision_drafts.append(_policy_draft(md, monitor, summary, action))
+        decision_drafts.append(policy_draft(md, monitor, summary, action))
         if was != MonitorVerdict.BREACH or fail or back:
             message = (
                 f"monitor {summary.monitor} breached on version {summary.version}: "
-                f"{_figures(summary)}; {action}"
+                f"{figures(summary)}; {action}"
             )
             if summary.report_uri:
                 message += f"; report {summary.report_uri}"
