@@ -18,7 +18,7 @@ from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, Vers
 from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_from_env
 from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
-from steward.api.model_deployment import AuditTrailStatus, ModelDeployment
+from steward.api.model_deployment import MAX_BUFFERED_AUDIT_RECORDS, AuditTrailStatus, ModelDeployment
 from steward.api.serve_app import (
     RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,
@@ -41,12 +41,18 @@ from steward.operator.actions import (
 )
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
-from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.observations import (
+    AuditBacklog,
+    Observations,
+    Problem,
+    ResolvedModel,
+    ServeApps,
+    ServeState,
+)
 from steward.operator.serve_config import app_name, ray_address, ray_address_refusal, route_prefix
 
 log = logging.getLogger(__name__)
 
-MAX_BUFFERED_IN_STATUS = 100
 _MLFLOW_TAGS = {
     AuditAction.DEPLOYED: "deployed-at",
     AuditAction.DEPLOY_FAILED: "deploy-failed-at",
@@ -152,6 +158,8 @@ class Reconciler:
         self.registry = MlflowRegistry(config.tracking_uri)
         self.router_stats = RouterStatsClient()
         self._serve_clients: dict[str, RayServeClient] = {}
+        # Records logged because they did not fit in the status buffer: each is logged once.
+        self._logged_beyond: set[tuple[str | None, str]] = set()
         self.ray_guard = cluster_guard(config.ray_lease_namespace, config.ray_lock_dir)
 
     def close(self) -> None:
@@ -196,15 +204,28 @@ class Reconciler:
 
     def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
         self.resume_audit(md.key, md.status.audit)
-        obs = self.observe(md)
+        obs = replace(self.observe(md), audit=self.audit_backlog(md.key))
         decision = decide(md, obs, self.config, now)
         failure = self.execute(decision.actions, post_event)
         if failure is not None:
             # The world refused an action: decide again with that as the observation, so status says why.
-            decision = decide(md, Observations(model=obs.model, serve=failure), self.config, now)
+            decision = decide(md, replace(obs, serve=failure, traffic=None), self.config, now)
             self.execute([a for a in decision.actions if isinstance(a, (PostEvent, RecordAudit))], post_event)
-        return replace(
-            decision, status=decision.status.model_copy(update={"audit": self.audit_status(md.key)})
+        audit = self.audit_status(md.key)
+        if audit.pending and not decision.retry:
+            # Soon, not at the next resync: every pass tries the store again first.
+            decision = replace(decision, retry_reason=audit.message)
+        return replace(decision, status=decision.status.model_copy(update={"audit": audit}))
+
+    def audit_backlog(self, deployment: str) -> AuditBacklog | None:
+        """What decide() needs to know of the trail: how far behind it is, and why."""
+        if self.trail is None:
+            return None
+        drafts = self.trail.pending_drafts(deployment)
+        return AuditBacklog(
+            pending=len(drafts),
+            causes=frozenset(d.identity for d in drafts),
+            error=self.trail.error(deployment) or "",
         )
 
     def resume_audit(self, deployment: str, recorded: AuditTrailStatus | None) -> None:
@@ -223,11 +244,22 @@ class Reconciler:
             )
         drafts = self.trail.pending_drafts(deployment)
         message = f"{len(drafts)} record(s) not yet stored: {self.trail.error(deployment)}" if drafts else ""
+        kept, beyond = drafts[:MAX_BUFFERED_AUDIT_RECORDS], drafts[MAX_BUFFERED_AUDIT_RECORDS:]
+        if beyond:
+            # decide() makes no change that would take the buffer past its bound, so this is a bug; the
+            # records beyond it are still written while this process runs, and said in full where they
+            # survive a restart: the log.
+            for draft in (d for d in beyond if d.identity not in self._logged_beyond):
+                self._logged_beyond.add(draft.identity)
+                log.error(
+                    "audit record of %s beyond the status buffer: %s", deployment, draft.model_dump_json()
+                )
+            message += f"; {len(beyond)} of them only in the operator's memory and log"
         return AuditTrailStatus(
             recorded_seq=self.trail.last_seq(deployment),
             pending=len(drafts),
             message=message,
-            buffered=[d.model_dump_json() for d in drafts[:MAX_BUFFERED_IN_STATUS]],
+            buffered=[d.model_dump_json() for d in kept],
         )
 
     def _mirror(self, draft: RecordDraft, post_event: EventSink) -> None:
