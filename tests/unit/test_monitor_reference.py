@@ -1,0 +1,54 @@
+"""The drift reference defaults to the training dataset that register() logs with the version's MLflow run."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from steward.api.monitoring import MonitorJob, MonitorKind, MonitorSpec
+from steward.dev import credit_model
+from steward.monitors.reference import load_reference, logged_dataset_uri
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root}/mlflow.db"
+
+
+def test_reference_is_the_logged_training_frame_pinned_by_hash(
+    tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    # A sqlite tracking store puts artifacts in ./mlruns: keep them out of the checkout.
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_registry_uri(tracking)
+    version = credit_model.register(tracking, "credit-ref", n=600)
+    uri = logged_dataset_uri(tracking, None, "credit-ref", version)
+    assert uri.endswith("reference/training.parquet")
+    job = MonitorJob(
+        monitor=MonitorSpec(name="drift", kind=MonitorKind.DRIFT),
+        deployment="ns/credit",
+        version=version,
+        model_name="credit-ref",
+        store_uri=str(tmp_path),
+        window_start="2026-01-01T00:00:00Z",
+        window_end="2026-01-01T01:00:00Z",
+        tracking_uri=tracking,
+        result_uri=str(tmp_path / "r.json"),
+        report_uri=str(tmp_path / "r.html"),
+    )
+    reference = load_reference(job)
+    assert len(reference.frame) == 600
+    assert {*credit_model.FEATURES, "prediction", "gender"} <= set(reference.frame.columns)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, tracking_uri=tracking, dst_path=str(tmp_path)
+    )
+    assert reference.sha256 == hashlib.sha256(Path(local).read_bytes()).hexdigest()
+    run = mlflow.MlflowClient(tracking).get_run(
+        mlflow.MlflowClient(tracking).get_model_version("credit-ref", version).run_id
+    )
+    assert {"accuracy", "precision", "recall", "f1", "roc_auc"} <= set(run.data.metrics)
