@@ -42,7 +42,7 @@ class AddressNotAllowed(Rejected):
 
 
 class Conflict(AdapterError):
-    """Someone else's state stands in the way: another writer holds the cluster, or what we read is not
-    complete enough to write back safely. It clears when they finish, or when a person fixes it."""
+    """Writing now would not be safe: another writer holds the cluster, its guard cannot be taken, or what we
+    read is not complete enough to write back. It clears when they finish, or when a person fixes it."""
 
     temporary = True

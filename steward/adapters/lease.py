@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from steward.adapters.errors import Conflict, Unreachable
+from steward.adapters.errors import Conflict
 
 # Called right before the write: raises Conflict if the guard was lost meanwhile.
 Confirm = Callable[[], None]
@@ -157,7 +157,10 @@ class LeaseGuard:
         }
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        """The API's answer; None for 404; raises _Lost for 409 (someone changed it since we read)."""
+        """The API's answer; None for 404; raises _Lost for 409 (someone changed it since we read).
+
+        Any other failure is a Conflict, not Unreachable: that would read as "Ray is gone" and let a
+        deletion give up on an application that still serves."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
@@ -168,11 +171,16 @@ class LeaseGuard:
                 return None
             if exc.status == 409:
                 raise _Lost() from exc
-            raise Unreachable(
-                f"the Kubernetes API refused to {what} Lease {self.namespace} ({exc.status}): {exc.reason}"
+            raise Conflict(
+                f"the Kubernetes API refused to {what} a Lease in {self.namespace} "
+                f"({exc.status} {exc.reason}): the operator needs get, create and update on leases in its "
+                "namespace (chart Role); not writing to Ray without it"
             ) from exc
         except (HTTPError, OSError) as exc:
-            raise Unreachable(f"the Kubernetes API is unreachable ({what} Lease): {exc}") from exc
+            raise Conflict(
+                f"cannot reach the Kubernetes API to {what} the Ray cluster's Lease ({exc}); "
+                "not writing to Ray"
+            ) from exc
 
     def _acquire(self, cluster: str) -> _Held:
         name = guard_name(cluster)
@@ -243,7 +251,7 @@ class LeaseGuard:
     def _release(self, held: _Held) -> None:
         body = self._body(held.name, None, held.acquire_time, held.transitions, held.resource_version)
         # Letting go is a courtesy that saves the next writer the wait; if it fails, the Lease expires.
-        with contextlib.suppress(_Lost, Unreachable):
+        with contextlib.suppress(_Lost, Conflict):
             self._call(
                 "release",
                 lambda: self.api.replace_namespaced_lease(
@@ -281,7 +289,15 @@ class LazyLeaseGuard:
 
     def hold(self, cluster: str) -> contextlib.AbstractContextManager[Confirm]:
         if self._guard is None:
-            self._guard = LeaseGuard(kubernetes_lease_api(), self.namespace, self.identity)
+            from kubernetes.config import ConfigException
+
+            try:
+                api = kubernetes_lease_api()
+            except ConfigException as exc:
+                raise Conflict(
+                    f"no Kubernetes configuration for the Ray cluster's Lease ({exc}); not writing to Ray"
+                ) from exc
+            self._guard = LeaseGuard(api, self.namespace, self.identity)
         return self._guard.hold(cluster)
 
 

@@ -17,8 +17,9 @@ from kubernetes.client.exceptions import ApiException
 
 from steward.adapters.errors import Conflict
 from steward.adapters.lease import FileGuard, LeaseGuard, cluster_guard, guard_name
+from steward.api.conditions import Reason
 from steward.operator.config import config_from_env
-from steward.operator.reconciler import Reconciler
+from steward.operator.reconciler import Reconciler, serve_problem
 
 RAY = "http://ray-head.ray:8265"
 NS = "steward-system"
@@ -205,3 +206,18 @@ def test_the_operator_guards_every_ray_client_it_makes(tmp_path: Path):
         assert isinstance(reconciler.serve_client(CONFIG.ray_address).guard, FileGuard)
     finally:
         reconciler.close()
+
+
+class ForbiddenLeases(FakeLeases):
+    def read_namespaced_lease(self, name: str, namespace: str, *, _request_timeout: float) -> Any:
+        raise ApiException(status=403, reason="Forbidden")
+
+
+def test_a_lease_the_operator_may_not_take_stops_the_write_but_never_reads_as_ray_gone():
+    with (
+        pytest.raises(Conflict, match="leases in its namespace") as info,
+        guard(ForbiddenLeases(), "a").hold(RAY),
+    ):
+        pass
+    problem = serve_problem(info.value)
+    assert (problem.reason, problem.temporary) == (Reason.RAY_CONFLICT, True)
