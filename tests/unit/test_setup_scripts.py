@@ -1,5 +1,7 @@
-"""The set-up scripts find uv however they are started: `make test` runs pytest inside `uv run`, where python3 is
-the project's venv (user site disabled) and, on a new user's machine, uv's folder (~/.local/bin) is not on PATH."""
+"""The set-up scripts find uv however they are started.
+
+`make test` runs pytest inside `uv run`, where python3 is the project's venv (user site disabled), and on a
+new user's machine uv's folder (~/.local/bin) is not on PATH."""
 
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def test_ensure_uv_finds_uv_from_inside_the_venv_with_no_uv_on_path() -> None:
     )
     assert done.returncode == 0, done.stderr
     printed = Path(done.stdout.strip())
-    assert printed.is_file() and os.access(printed, os.X_OK), f"printed {done.stdout!r}; stderr: {done.stderr}"
+    assert printed.is_file(), f"printed {done.stdout!r}; stderr: {done.stderr}"
+    assert os.access(printed, os.X_OK)
 
 
 def test_ensure_uv_prefers_the_uv_the_makefile_passes_down(tmp_path: Path) -> None:
