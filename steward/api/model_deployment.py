@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
-from steward.api.monitoring import MonitoringStatus
+from steward.api.monitoring import MonitoringSpec, MonitoringStatus
 from steward.api.rollout import MAX_ROLLOUT_HISTORY, ActiveRollout, RolloutRecord, RolloutSpec
 from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
 
@@ -154,6 +154,7 @@ class ModelDeploymentSpec(SpecModel):
     model: ModelRef
     serving: ServingSpec = ServingSpec()
     rollout: RolloutSpec = RolloutSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
 
 
 class Condition(_Wire):

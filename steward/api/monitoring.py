@@ -102,7 +102,8 @@ class Window(SpecModel):
 
 class ColumnDrift(SpecModel):
     method: Annotated[
-        SpecStr | None, Field(description="An Evidently drift method, e.g. ks, psi, wasserstein, jensenshannon.")
+        SpecStr | None,
+        Field(description="An Evidently drift method, e.g. ks, psi, wasserstein, jensenshannon."),
     ] = None
     threshold: Annotated[SpecFloat | None, Field(ge=0, description="The method's drift threshold.")] = None
 
@@ -220,7 +221,8 @@ class MonitorSpec(SpecModel):
     def _settings_match_kind(self) -> MonitorSpec:
         given = {k for k in MonitorKind if getattr(self, k.value) is not None}
         if given - {self.kind}:
-            raise ValueError(f"monitor {self.name}: settings for {sorted(k.value for k in given)} given to a {self.kind} monitor")
+            kinds = sorted(k.value for k in given)
+            raise ValueError(f"monitor {self.name}: settings for {kinds} given to a {self.kind} monitor")
         return self
 
 
@@ -238,7 +240,8 @@ class MonitoringSpec(SpecModel):
         SpecStr,
         Field(
             pattern=DURATION,
-            description="After a promotion, a `rollback` monitor's breach within this long returns traffic to "
+            description="After a promotion, a `rollback` monitor's breach within this long returns traffic "
+            "to "
             "the previous stable version.",
         ),
     ] = "24h"
@@ -305,7 +308,7 @@ class MonitorResult(_Result):
         return [c for c in self.checks if c.passed is False]
 
 
-# --- where things live in the monitoring store (an s3:// URI or a local folder; the operator's config) -------
+# --- where things live in the monitoring store (an s3:// URI or a local folder; the operator's config) ---
 
 
 def deployment_root(store_uri: str, deployment: str) -> str:

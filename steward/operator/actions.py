@@ -32,6 +32,23 @@ class DeleteServeApplication:
 
 
 @dataclass(frozen=True)
+class SubmitMonitorJob:
+    """Run one monitor window as a Ray Job; the submission id makes a replay a no-op."""
+
+    ray_address: str
+    submission_id: str
+    entrypoint: str
+    deployment: str
+    num_cpus: float
+
+
+@dataclass(frozen=True)
+class StopMonitorJob:
+    ray_address: str
+    submission_id: str
+
+
+@dataclass(frozen=True)
 class PostEvent:
     type: EventType
     reason: str
@@ -45,4 +62,11 @@ class RecordAudit:
     draft: RecordDraft
 
 
-Action = RecordAudit | ApplyServeApplications | DeleteServeApplication | PostEvent
+Action = (
+    RecordAudit
+    | ApplyServeApplications
+    | DeleteServeApplication
+    | SubmitMonitorJob
+    | StopMonitorJob
+    | PostEvent
+)

@@ -38,6 +38,10 @@ class OperatorConfig:
     # routers answer no read, and rollouts cannot read their figures.
     router_secret_path: str | None = None
     router_secret: bytes | None = field(default=None, repr=False)
+    # The monitoring store (captured requests, outcomes, monitor reports): an s3:// URI or a local folder.
+    monitoring_uri: str | None = None
+    # CPUs a monitor job's entrypoint asks of the Ray cluster (Evidently and fairlearn run in it).
+    monitor_job_cpus: float = 1.0
     resync_interval_s: float = 15.0
     retry_max_delay_s: float = 60.0
     deletion_timeout_s: float = 120.0
@@ -120,6 +124,8 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         audit_s3_endpoint=env.get("STEWARD_AUDIT_S3_ENDPOINT") or None,
         audit_key_path=env.get("STEWARD_AUDIT_KEY_PATH") or None,
         router_secret_path=env.get("STEWARD_ROUTER_SECRET_PATH") or None,
+        monitoring_uri=env.get("STEWARD_MONITORING_URI") or None,
+        monitor_job_cpus=float(env.get("STEWARD_MONITOR_JOB_CPUS", defaults.monitor_job_cpus)),
         resync_interval_s=float(env.get("STEWARD_RESYNC_INTERVAL_S", defaults.resync_interval_s)),
         retry_max_delay_s=float(env.get("STEWARD_RETRY_MAX_DELAY_S", defaults.retry_max_delay_s)),
         deletion_timeout_s=float(env.get("STEWARD_DELETION_TIMEOUT_S", defaults.deletion_timeout_s)),

@@ -40,6 +40,7 @@ from steward.operator.audit_drafts import (
 )
 from steward.operator.audit_guard import audit_events, hold_for_audit, holds_back, pending_condition
 from steward.operator.config import OperatorConfig
+from steward.operator.monitoring_plan import monitoring_actions, monitoring_decision, requeue_after_s
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
 from steward.operator.rollout import RolloutDecision, decide_rollout
 from steward.operator.serve_config import (
@@ -127,6 +128,10 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
 
     if isinstance(obs.serve, ServeApps):
         serve_app = _serve_summary(app_name(md), obs.serve)
+    # Before the rollout moves: a `rollback` monitor's breach of the canary fails it in this same pass.
+    mon = monitoring_decision(md, obs, config, now)
+    for condition in mon.conditions:
+        cond.set(*condition)
 
     drafts = spec_drafts(md)
     if isinstance(obs.model, ResolvedModel):
@@ -146,7 +151,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         if stable is None:
             plan = TrafficPlan.single(model.version, model.model_uri)
         else:
-            outcome = decide_rollout(md, model, stable, serve, obs.traffic, now, config.rollout_drain_s)
+            outcome = decide_rollout(
+                md, model, stable, serve, obs.traffic, now, config.rollout_drain_s, mon.canary_failure
+            )
             plan, stable, rollout, history = outcome.plan, outcome.stable, outcome.rollout, outcome.history
             drafts += outcome.drafts
             events += outcome.events
@@ -162,6 +169,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
                 _report_rollout(cond, outcome)
         if stable is not None and stable.version in serve.versions:
             ready_replicas = serve.versions[stable.version].ready_replicas
+        actions += monitoring_actions(mon, md, address, config)
+    drafts += mon.drafts
+    events += mon.events
 
     degraded_decided = ConditionType.DEGRADED in cond.wanted
     if (audit := pending_condition(obs.audit, old.conditions, degraded_decided)) is not None:
@@ -179,6 +189,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         ready_replicas=ready_replicas,
         rollout=rollout,
         rollout_history=history,
+        monitoring=mon.status,
     )
     actions.extend(_transition_events(old.conditions, status.conditions))
     actions.extend(audit_events(old.conditions, status.conditions))
@@ -197,7 +208,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         status=status,
         actions=actions,
         retry_reason=retry_reason,
-        requeue_after_s=config.rollout_tick_s if rollout is not None else None,
+        requeue_after_s=requeue_after_s(
+            config.rollout_tick_s if rollout is not None else None, mon.requeue_after_s
+        ),
     )
 
 

@@ -163,7 +163,7 @@ async def cleanup(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> Non
         decision = await asyncio.to_thread(_finalize, copy.deepcopy(dict(body)))
     if not decision.release_finalizer:
         raise kopf.TemporaryError(
-            "waiting for Ray Serve to remove the application",
+            f"waiting for {decision.waiting_for or 'Ray Serve to remove the application'}",
             delay=retry_delay_s(retry, 10.0, draw=_jitter.random()),
         )
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from steward.api.conditions import Reason
 from steward.api.model_deployment import MAX_BUFFERED_AUDIT_RECORDS
+from steward.api.monitoring import CaptureStatus
 from steward.api.serve_app import TrafficStats
+
+if TYPE_CHECKING:
+    # monitoring's audit drafts import this module: the name is only needed for the annotation.
+    from steward.operator.monitoring import JobObservation
 
 
 @dataclass(frozen=True)
@@ -74,3 +80,7 @@ class Observations:
     traffic: TrafficStats | Problem | None = None
     # None: no audit store, or the caller did not look (a pure test).
     audit: AuditBacklog | None = None
+    # Monitor jobs in flight (by submission id): Ray's state and, once written, the result.
+    monitor_jobs: Mapping[str, JobObservation] = field(default_factory=dict)
+    # The routers' capture counters (written, dropped, last error), when capture is on.
+    capture: CaptureStatus | None = None

@@ -38,9 +38,12 @@ from steward.operator.actions import (
     EventType,
     PostEvent,
     RecordAudit,
+    StopMonitorJob,
+    SubmitMonitorJob,
 )
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
+from steward.operator.monitoring_io import MonitorJobs
 from steward.operator.observations import (
     AuditBacklog,
     Observations,
@@ -161,10 +164,12 @@ class Reconciler:
         # Records logged because they did not fit in the status buffer: each is logged once.
         self._logged_beyond: set[tuple[str | None, str]] = set()
         self.ray_guard = cluster_guard(config.ray_lease_namespace, config.ray_lock_dir)
+        self.monitor_jobs = MonitorJobs(self.ray_token, config.replica_env)
 
     def close(self) -> None:
         self.registry.close()
         self.router_stats.close()
+        self.monitor_jobs.close()
         for client in self._serve_clients.values():
             client.close()
 
@@ -200,7 +205,8 @@ class Reconciler:
                 )
             except AdapterError as exc:
                 traffic = Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=exc.temporary)
-        return Observations(model=model, serve=serve, traffic=traffic)
+        jobs = {} if ray_address_refusal(address, self.config) else self.monitor_jobs.observe(md, address)
+        return Observations(model=model, serve=serve, traffic=traffic, monitor_jobs=jobs)
 
     def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
         self.resume_audit(md.key, md.status.audit)
@@ -333,6 +339,12 @@ class Reconciler:
                     ours = serve_apps(client.applications(), action.app_name)
                     names = {action.app_name} | {version_app_name(action.app_name, v) for v in ours.versions}
                     client.delete_applications(names, self.config.http_options)
+                elif isinstance(action, SubmitMonitorJob):
+                    self.serve_client(action.ray_address)  # the allowlist check
+                    self.monitor_jobs.submit(action)
+                elif isinstance(action, StopMonitorJob):
+                    self.serve_client(action.ray_address)
+                    self.monitor_jobs.stop(action)
                 elif isinstance(action, RecordAudit):
                     new = [action.draft] if self.trail is None else self.trail.record([action.draft])
                     for draft in new:  # mirrored once per record, not once per replay

@@ -41,6 +41,7 @@ from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, Re
 from steward.operator.actions import EventType, PostEvent
 from steward.operator.analysis import judge_window
 from steward.operator.audit_drafts import actor_of, deployment_ref, requester
+from steward.operator.monitoring import FailCanary
 from steward.operator.observations import Problem, ResolvedModel, ServeApps, ServeState
 from steward.operator.serve_config import TrafficPlan
 
@@ -555,8 +556,10 @@ def decide_rollout(
     traffic: TrafficStats | Problem | None,
     now: datetime,
     drain_s: float,
+    monitor_failure: FailCanary | None = None,
 ) -> RolloutDecision:
-    """Given a stable version that serves, what the rollout does in this pass."""
+    """Given a stable version that serves, what the rollout does in this pass. A `rollback` monitor's breach
+    of the canary (`monitor_failure`) fails the rollout as a failed analysis window would."""
     history = list(md.status.rollout_history)
     r = md.status.rollout
     if r is None:
@@ -592,6 +595,12 @@ def decide_rollout(
         )
 
     machine = _Machine(md, r, stable, serve, traffic, now, drain_s)
+    if (
+        monitor_failure is not None
+        and monitor_failure.version == r.canary.version
+        and r.state not in FINISHING
+    ):
+        machine.finish(RolloutState.ROLLING_BACK, Outcome.ROLLED_BACK, monitor_failure.reason)
     machine.run(target)
     r = machine.r
     plan = traffic_plan(md, stable, r)

@@ -377,6 +377,14 @@ SPEC = {"model": {"name": "m", "version": "3"}}
         ({"rollout": {"analysis": {"interval": 30}}}, "interval"),
         ({"serving": {"resources": {"gpu": math.inf}}}, "gpu"),
         ({"rollout": {"analysis": {"minRequests": 2**64}}}, "minRequests"),
+        (
+            {
+                "monitoring": {
+                    "monitors": [{"name": "a", "kind": "drift", "drift": {"includePredictions": "true"}}]
+                }
+            },
+            "includePredictions",
+        ),
     ],
 )
 def test_the_issue_examples_are_refused_by_both(patch, field):

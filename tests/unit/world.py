@@ -69,6 +69,7 @@ class World:
         self.decisions: list[Decision] = []
         self.applies = 0
         self.rps = 20.0
+        self.config = CONFIG
 
     # -- what the operator observes
     def serve(self) -> ServeApps:
@@ -129,8 +130,9 @@ class World:
             model=observed.get("model", self.model),
             serve=observed.get("serve", self.serve()),
             traffic=observed.get("traffic", traffic),
+            monitor_jobs=observed.get("monitor_jobs", {}),
         )
-        decision = decide(self.resource, obs, CONFIG, self.now)
+        decision = decide(self.resource, obs, self.config, self.now)
         for action in decision.actions:
             if isinstance(action, ApplyServeApplications):
                 self.applies += 1
