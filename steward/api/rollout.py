@@ -357,6 +357,9 @@ class ActiveRollout(_Status):
     outcome_reason: str | None = None
     # Who decided the outcome: the operator, or the person whose command it was.
     outcome_actor: str | None = None
+    # Set when this "rollout" returns traffic to the version before a promoted one (a monitor's breach
+    # within the rollback window): no steps, and it ends as a rollback of the version it replaces.
+    revert_reason: str | None = None
 
 
 class RolloutRecord(_Status):

@@ -152,7 +152,15 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
             plan = TrafficPlan.single(model.version, model.model_uri)
         else:
             outcome = decide_rollout(
-                md, model, stable, serve, obs.traffic, now, config.rollout_drain_s, mon.canary_failure
+                md,
+                model,
+                stable,
+                serve,
+                obs.traffic,
+                now,
+                config.rollout_drain_s,
+                mon.canary_failure,
+                mon.promotion_rollback,
             )
             plan, stable, rollout, history = outcome.plan, outcome.stable, outcome.rollout, outcome.history
             drafts += outcome.drafts

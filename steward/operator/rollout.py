@@ -41,8 +41,9 @@ from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, Re
 from steward.operator.actions import EventType, PostEvent
 from steward.operator.analysis import judge_window
 from steward.operator.audit_drafts import actor_of, deployment_ref, requester
-from steward.operator.monitoring import FailCanary
+from steward.operator.monitoring import FailCanary, RollbackPromotion
 from steward.operator.observations import Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.revert import finish_revert, start_revert
 from steward.operator.serve_config import TrafficPlan
 
 FINISHING = (RolloutState.PROMOTING, RolloutState.ROLLING_BACK)
@@ -136,7 +137,8 @@ class _Machine:
     ) -> None:
         self.md, self.r, self.stable, self.serve, self.traffic = md, r, stable, serve, traffic
         self.now, self.drain_s = now, drain_s
-        self.steps: tuple[RolloutStep, ...] = md.spec.rollout.effective_steps
+        # A revert goes straight back once the earlier version is warm: no steps to earn.
+        self.steps: tuple[RolloutStep, ...] = () if r.revert_reason else md.spec.rollout.effective_steps
         self.drafts: list[RecordDraft] = []
         self.events: list[PostEvent] = []
         # Why a command was not followed: shown ahead of whatever the pass says next.
@@ -427,7 +429,7 @@ class _Machine:
     def run(self, target: ResolvedModel) -> None:
         r = self.r
         command = pending_command(self.md, r.handled_command)
-        if r.state not in FINISHING:
+        if r.state not in FINISHING and r.revert_reason is None:
             if target.version != r.canary.version:
                 why = (
                     f"the spec now names version {target.version}"
@@ -557,11 +559,20 @@ def decide_rollout(
     now: datetime,
     drain_s: float,
     monitor_failure: FailCanary | None = None,
+    revert: RollbackPromotion | None = None,
 ) -> RolloutDecision:
     """Given a stable version that serves, what the rollout does in this pass. A `rollback` monitor's breach
     of the canary (`monitor_failure`) fails the rollout as a failed analysis window would."""
     history = list(md.status.rollout_history)
     r = md.status.rollout
+    if r is None and revert is not None and revert.from_version == stable.version:
+        r = start_revert(md, stable, revert, now)
+        machine = _Machine(md, r, stable, serve, traffic, now, drain_s)
+        machine.record(AuditAction.ROLLOUT_STARTED, r.message, "started", prefix=start_identity(md, r))
+        machine.event("RevertStarted", r.message, warning=True)
+        return RolloutDecision(
+            traffic_plan(md, stable, r), stable, r, history, machine.drafts, machine.events
+        )
     if r is None:
         if target.version == stable.version:
             return RolloutDecision(traffic_plan(md, stable, None), stable, None, history)
@@ -623,6 +634,18 @@ def decide_rollout(
     )
     evidence = {"windows": [w.model_dump(mode="json", by_alias=True) for w in r.windows]}
     actor = r.outcome_actor or OPERATOR_ACTOR
+    if r.revert_reason is not None and outcome == Outcome.PROMOTED:
+        record, drafts, events = finish_revert(md, r, stable, now)
+        history = [*history, record][-MAX_ROLLOUT_HISTORY:]
+        return RolloutDecision(
+            traffic_plan(md, _stable_from(r.canary), None),
+            _stable_from(r.canary),
+            None,
+            history,
+            machine.drafts + drafts,
+            machine.events + events,
+            finished=record,
+        )
     if outcome == Outcome.PROMOTED:
         new_stable = _stable_from(r.canary)
         machine.record(AuditAction.PROMOTED, reason, "promoted", actor=actor, evidence=evidence)

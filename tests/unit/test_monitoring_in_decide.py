@@ -110,3 +110,29 @@ def test_an_alert_monitors_breach_leaves_the_rollout_alone_and_says_so() -> None
     assert monitoring is not None
     assert (monitoring.status, monitoring.reason) == (ConditionStatus.FALSE, Reason.MONITOR_BREACHED)
     assert world.now - world.resource.status.rollout.started_at < timedelta(hours=1)  # type: ignore[union-attr]
+
+
+def test_a_breach_after_promotion_returns_traffic_to_the_earlier_version_warm_first() -> None:
+    spec = {**_spec("3"), "rollout": {"strategy": "immediate"}}
+    world = settled(spec)
+    world.config = dataclasses.replace(CONFIG, monitoring_uri=STORE)
+    world.change_spec({**spec, "model": {"name": "credit-risk", "version": "4"}}, resolved("4"))
+    world.until(lambda w: w.rollout is None and w.stable_version == "4")
+    world.step(60)
+    world.step(2, monitor_jobs=_breach(world, "4"))
+    revert = world.rollout
+    assert revert is not None and revert.canary.version == "3" and revert.revert_reason
+    # Version 3 starts at 0% while version 4 keeps all traffic, until Ray reports 3 RUNNING.
+    router = world.router_config()
+    assert router is not None and router.weights.get("4") == 100
+    world.until(lambda w: w.rollout is None, tick=2)
+    last = world.resource.status.rollout_history[-1]
+    assert (last.outcome, last.from_version, last.to_version) == (Outcome.ROLLED_BACK, "3", "4")
+    assert world.stable_version == "3"
+    assert "0.52" in last.reason
+    # The spec still names version 4: it is not rolled out again by itself.
+    world.run(30)
+    assert world.rollout is None and world.stable_version == "3"
+    rolled_back = [d for d in world.drafts() if d.action == AuditAction.ROLLED_BACK]
+    assert len(rolled_back) == 1 and rolled_back[0].model is not None
+    assert rolled_back[0].model.to_version == "4"
