@@ -151,10 +151,30 @@ class ServingSpec(SpecModel):
 
 
 class ModelDeploymentSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            "!has(self.rollout) || !has(self.rollout.analysis) || "
+            "!has(self.rollout.analysis.requireMonitors) || self.rollout.analysis.requireMonitors.all(n, has(self.monitoring) && "
+            "has(self.monitoring.monitors) && self.monitoring.monitors.exists(m, m.name == n))",
+            "rollout.analysis.requireMonitors names a monitor that spec.monitoring.monitors does not define",
+        )
+    )
+
     model: ModelRef
     serving: ServingSpec = ServingSpec()
     rollout: RolloutSpec = RolloutSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+
+    @model_validator(mode="after")
+    def _required_monitors_exist(self) -> ModelDeploymentSpec:
+        defined = {m.name for m in self.monitoring.monitors}
+        missing = [n for n in self.rollout.analysis.require_monitors if n not in defined]
+        if missing:
+            raise ValueError(
+                f"rollout.analysis.requireMonitors names {missing}, which spec.monitoring.monitors does not "
+                f"define (defined: {sorted(defined) or 'none'})"
+            )
+        return self
 
 
 class Condition(_Wire):

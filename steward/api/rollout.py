@@ -163,6 +163,14 @@ class Analysis(SpecModel):
             description="Highest share of shadowed requests where the versions answer differently.",
         ),
     ] = None
+    require_monitors: Annotated[
+        list[Annotated[SpecStr, Field(max_length=40)]],
+        Field(
+            max_length=20,
+            description="Monitors of spec.monitoring (e.g. fairness) that must judge the canary's own "
+            "traffic as passing before an analysis step completes; a breach rolls the canary back.",
+        ),
+    ] = []
 
     @property
     def interval_s(self) -> float:

@@ -41,6 +41,7 @@ from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, Re
 from steward.operator.actions import EventType, PostEvent
 from steward.operator.analysis import judge_window
 from steward.operator.audit_drafts import actor_of, deployment_ref, requester
+from steward.operator.monitor_gate import monitor_gate
 from steward.operator.monitoring import FailCanary, RollbackPromotion
 from steward.operator.observations import Problem, ResolvedModel, ServeApps, ServeState
 from steward.operator.revert import finish_revert, start_revert
@@ -338,6 +339,10 @@ class _Machine:
             step.analysis.windows if step.analysis and step.analysis.windows else None
         ) or analysis.windows
         where = f"step {self.r.step_index + 1}/{len(self.steps)}: analysis"
+        gate = monitor_gate(self.md, self.r.canary.version, self.r.step_started_at)
+        if gate.failed is not None:
+            self.finish(RolloutState.ROLLING_BACK, Outcome.ROLLED_BACK, gate.failed)
+            return False
         if not isinstance(self.traffic, TrafficStats):
             why = self.traffic.message if isinstance(self.traffic, Problem) else "not read yet"
             self.update(message=f"{where} waits for the router's traffic figures ({why})")
@@ -420,6 +425,9 @@ class _Machine:
             passed_windows=passed,
             message=f"{where}: {passed}/{needed} window(s) passed ({judgement.summary})",
         )
+        if passed >= needed and gate.waiting is not None:
+            self.update(message=f"{where}: {passed}/{needed} window(s) passed; {gate.waiting}")
+            return False
         if passed >= needed:
             self.advance_step()
             return True

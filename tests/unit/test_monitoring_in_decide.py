@@ -136,3 +136,62 @@ def test_a_breach_after_promotion_returns_traffic_to_the_earlier_version_warm_fi
     rolled_back = [d for d in world.drafts() if d.action == AuditAction.ROLLED_BACK]
     assert len(rolled_back) == 1 and rolled_back[0].model is not None
     assert rolled_back[0].model.to_version == "4"
+
+
+def _gated(world_spec_version: str) -> dict[str, Any]:
+    spec = _spec(world_spec_version, on_breach="alert")
+    spec["rollout"] = {
+        "steps": [{"setWeight": 10}, {"analysis": {}}],
+        "analysis": {"interval": "10s", "minRequests": 5, "requireMonitors": ["fairness"]},
+    }
+    return spec
+
+
+def _canary_result(world: World, verdict: MonitorVerdict) -> dict[str, JobObservation]:
+    monitoring = world.resource.status.monitoring
+    assert monitoring is not None
+    [job] = [j for j in monitoring.jobs if j.version == "4"]
+    observed = _breach(world, "4")
+    [(sid, obs)] = observed.items()
+    assert obs.result is not None
+    passed = obs.result.model_copy(update={"verdict": verdict, "checks": [], "summary": "ratio 0.93"})
+    return {sid: JobObservation(JobState.SUCCEEDED, passed if verdict == MonitorVerdict.PASS else obs.result)}
+
+
+def _gated_canary_waiting() -> World:
+    world = settled(_gated("3"))
+    world.config = dataclasses.replace(CONFIG, monitoring_uri=STORE)
+    world.change_spec(_gated("4"), resolved("4"))
+    world.until(lambda w: w.rollout is not None and "waiting for monitors" in w.rollout.message)
+    world.run(70)  # a monitor window that ends after the analysis step began
+    assert world.rollout is not None and world.rollout.step_index == 1
+    return world
+
+
+def test_a_required_monitor_holds_the_step_until_it_passes_on_the_canary() -> None:
+    world = _gated_canary_waiting()
+    world.step(2, monitor_jobs=_canary_result(world, MonitorVerdict.PASS))
+    world.until(lambda w: w.rollout is None)
+    last = world.resource.status.rollout_history[-1]
+    assert (last.outcome, world.stable_version) == (Outcome.PROMOTED, "4")
+
+
+def test_a_required_monitors_breach_rolls_the_canary_back_whatever_its_on_breach() -> None:
+    world = _gated_canary_waiting()
+    world.step(2, monitor_jobs=_canary_result(world, MonitorVerdict.BREACH))
+    world.until(lambda w: w.rollout is None)
+    last = world.resource.status.rollout_history[-1]
+    assert (last.outcome, world.stable_version) == (Outcome.ROLLED_BACK, "3")
+    assert "monitor fairness failed on version 4" in last.reason and "0.52" in last.reason
+
+
+def test_require_monitors_must_name_defined_monitors() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from steward.api.model_deployment import ModelDeploymentSpec
+
+    spec = _gated("4")
+    spec["rollout"]["analysis"]["requireMonitors"] = ["fairnes"]
+    with pytest.raises(ValidationError, match="fairnes"):
+        ModelDeploymentSpec.model_validate(spec)
