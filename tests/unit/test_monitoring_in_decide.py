@@ -148,9 +148,6 @@ def _gated(world_spec_version: str) -> dict[str, Any]:
 
 
 def _canary_result(world: World, verdict: MonitorVerdict) -> dict[str, JobObservation]:
-    monitoring = world.resource.status.monitoring
-    assert monitoring is not None
-    [job] = [j for j in monitoring.jobs if j.version == "4"]
     observed = _breach(world, "4")
     [(sid, obs)] = observed.items()
     assert obs.result is not None
