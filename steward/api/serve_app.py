@@ -19,6 +19,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from steward.api.monitoring import CaptureSpec
 from steward.api.rollout import Stickiness
 
 ROUTER_IMPORT_PATH = "steward.serving.app:build_router"
@@ -135,6 +136,10 @@ class RouterConfig(_Frozen):
     stickiness: Stickiness | None = None
     # None: the router answers no GET at all and keeps no sticky key in shadow pairs (fails closed).
     access: RouterAccess | None = None
+    # spec.monitoring.capture: its sensitive features never reach a model, even without a store; requests
+    # are recorded only when there is a monitoring store (the operator's STEWARD_MONITORING_URI) too.
+    capture: CaptureSpec | None = None
+    store_uri: str | None = None
 
     @model_validator(mode="after")
     def _weights_name_served_versions(self) -> RouterConfig:
@@ -166,6 +171,15 @@ class PairCounts(_Frozen):
     disagreed: int = 0
 
 
+class CaptureStats(_Frozen):
+    """Captured requests, summed over router replicas since the recorder started."""
+
+    written: int = 0
+    # Sampled requests not stored: buffer full, store down, or capture disabled (no hash key).
+    dropped: int = 0
+    last_error: str | None = None
+
+
 class TrafficStats(_Frozen):
     """What `GET <route>/-/stats` returns."""
 
@@ -177,6 +191,8 @@ class TrafficStats(_Frozen):
     shadow: dict[str, TrafficCounts] = {}
     # Per shadow version: how often its answer differed from the one returned.
     pairs: dict[str, PairCounts] = {}
+    # None when no router replica has capture configured.
+    capture: CaptureStats | None = None
 
 
 class ShadowPair(_Frozen):

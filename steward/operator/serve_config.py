@@ -122,6 +122,9 @@ def plan_router_app(
         shadow=plan.shadow,
         stickiness=plan.stickiness,
         access=None if config.router_secret is None else router_access(config.router_secret, md.key),
+        capture=md.spec.monitoring.capture,
+        # Only with a capture spec: a store alone records nothing.
+        store_uri=config.monitoring_uri if md.spec.monitoring.capture is not None else None,
     )
     return {
         "name": app_name(md),

@@ -22,7 +22,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from steward.api.serve_app import (
     SHADOW_PATH,
@@ -35,6 +35,8 @@ from steward.api.serve_app import (
     sticky_key_hash,
     version_deployment_name,
 )
+from steward.serving.capture import Captured, strip_sensitive
+from steward.serving.capture_writer import RouterCapture
 from steward.serving.http_answers import (
     PAIR_LOG_SIZE,
     READ_REFUSED,
@@ -43,6 +45,7 @@ from steward.serving.http_answers import (
     relative_path,
     request_id,
     respond,
+    with_request_id,
 )
 from steward.serving.scoring import Answer, ErrorCode, error, parse_json_body, read_body, score
 from steward.serving.traffic import Counts, answers_agree, choose_version, should_shadow, sticky_key
@@ -125,6 +128,7 @@ class Router:
         self._flusher: asyncio.Task[None] | None = None
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._shadow_saturated = False
+        self._capture = RouterCapture(deployment)
 
     # ------------------------------------------------------------------------------------------ config
 
@@ -144,13 +148,17 @@ class Router:
             )
             for version, app in config.versions.items()
         }
+        self._capture.reconfigure(config.capture, config.store_uri, _replica_id)
         self._routing = _Routing(config, handles)
 
     # ---------------------------------------------------------------------------------------- requests
 
-    async def __call__(self, request: Request) -> JSONResponse:
+    async def __call__(self, request: Request) -> Response:
         self._start_flushing()
-        rid = request_id()
+        rid = request_id(request.headers)
+        return with_request_id(await self._answer(request, rid), rid, request.headers)
+
+    async def _answer(self, request: Request, rid: str) -> JSONResponse:
         if request.method == "GET":
             access = self._routing.config.access
             if not bearer_token_matches(request.headers, None if access is None else access.read_token):
@@ -162,13 +170,18 @@ class Router:
         payload = raw if isinstance(raw, Answer) else parse_json_body(raw)
         if isinstance(payload, Answer):
             return respond(payload, rid)
-        return await self._predict(payload, request.headers, rid)
+        assert isinstance(raw, bytes)
+        return await self._predict(payload, request.headers, rid, len(raw))
 
-    async def _predict(self, payload: dict[str, Any], headers: Mapping[str, str], rid: str) -> JSONResponse:
+    async def _predict(
+        self, payload: dict[str, Any], headers: Mapping[str, str], rid: str, size: int = 0
+    ) -> JSONResponse:
         routing = self._routing
         config = routing.config
         at = time.time()
         key = sticky_key(config.stickiness, headers, payload)
+        # Before any model sees the request, the shadow version included.
+        payload, sensitive = strip_sensitive(config.capture, payload)
         version = choose_version(config.weights, key, random.random())
         if version is None:
             return respond(error(ErrorCode.NO_VERSION, "no model version currently receives traffic"), rid)
@@ -188,6 +201,11 @@ class Router:
             # The caller may go away mid-call (cancellation): the mirrored call must not wait for it.
             if not primary.done():
                 primary.set_result(None)
+        self._capture.offer(
+            config.capture,
+            Captured(rid, at, version, answer.status, latency_ms, payload, sensitive, answer.body),
+            size,
+        )
         return respond(answer, rid, version)
 
     async def _call_version(
@@ -299,6 +317,7 @@ class Router:
         The lock makes a stats read wait for a flush under way, so that it sees this replica's figures.
         """
         async with self._flush_lock:
+            self._capture.count_into(self._pending)
             if self._pending.is_empty() and not self._pending_pairs:
                 return
             delta, pairs = self._pending, self._pending_pairs
@@ -356,6 +375,13 @@ class Router:
                 error(ErrorCode.STATS_UNAVAILABLE, "traffic figures are unavailable; retry shortly"), rid
             )
         return JSONResponse(body)
+
+
+def _replica_id() -> str:
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # noqa: BLE001 - outside a replica (tests): any unique name will do
+        return uuid.uuid4().hex[:12]
 
 
 def build_version(args: dict[str, Any]) -> Application:

@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ray import serve
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
+from steward.api.monitoring import REQUEST_ID_HEADER
+from steward.serving.capture import PROBA_FIELD, sane_request_id
 from steward.serving.scoring import Answer, ErrorCode, error
 
 VERSION_HEADER = "X-Model-Version"
@@ -18,25 +20,39 @@ DEFAULT_PAIR_LIMIT = 100
 
 
 def respond(answer: Answer, request_id: str, version: str | None = None) -> JSONResponse:
+    """The answer with its request id in the body (`requestId`); the router adds the header."""
     headers = {VERSION_HEADER: version} if version is not None else {}
-    body = answer.body
+    # The caller joins outcomes (`steward feedback`) on it; internal fields never leave the router.
+    body = {k: v for k, v in answer.body.items() if k != PROBA_FIELD}
+    body["requestId"] = request_id
     problem = body.get("error")
     if isinstance(problem, dict):
         # The one thing an error answer says about the failure inside: where to find it in the logs.
-        body = {**body, "error": {**problem, "request_id": request_id}}
+        body["error"] = {**problem, "request_id": request_id}
     if answer.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(body, status_code=answer.status, headers=headers)
 
 
-def request_id() -> str:
-    """Ray's id of the request under way (the caller's X-Request-Id, or the proxy's), which Ray's replica logs
-    carry too; a fresh one outside Ray."""
+def request_id(headers: Mapping[str, str] | None = None) -> str:
+    """One id per request, in the answer's header and body, the router's and the version's logs, and the
+    captured record: Ray's id of the request under way (the caller's X-Request-Id, or the proxy's), else the
+    caller's header; a fresh uuid4 when neither is 1..128 printable characters."""
     try:
         rid = serve.context._get_serve_request_context().request_id
     except Exception:  # noqa: BLE001 - a private API: any change in it must cost the id, not the request
         rid = ""
-    return rid or uuid.uuid4().hex
+    if not rid and headers is not None:
+        rid = headers.get(REQUEST_ID_HEADER.lower(), "")
+    return sane_request_id(rid) or uuid.uuid4().hex
+
+
+def with_request_id(response: Response, rid: str, headers: Mapping[str, str]) -> Response:
+    """The `X-Request-Id` header, unless Ray's proxy adds the same one: it echoes the id it put in the
+    request's headers (ray/serve/_private/http_util.py, RequestIdMiddleware); two would be one too many."""
+    if headers.get(REQUEST_ID_HEADER.lower()) != rid:
+        response.headers[REQUEST_ID_HEADER] = rid
+    return response
 
 
 def bearer_token_matches(headers: Mapping[str, str], expected: str | None) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from steward.api.rollout import Stickiness
 from steward.api.serve_app import (
     LATENCY_BUCKETS_MS,
+    CaptureStats,
     PairCounts,
     ShadowConfig,
     TrafficCounts,
@@ -228,6 +229,23 @@ class VersionCounts:
 
 
 @dataclass
+class CaptureCounts:
+    """Captured requests written to the monitoring store, and dropped (buffer full, store down, no key)."""
+
+    written: int = 0
+    dropped: int = 0
+    last_error: str | None = None
+
+    def add(self, other: CaptureCounts) -> None:
+        self.written += other.written
+        self.dropped += other.dropped
+        self.last_error = other.last_error or self.last_error
+
+    def to_api(self) -> CaptureStats:
+        return CaptureStats(written=self.written, dropped=self.dropped, last_error=self.last_error)
+
+
+@dataclass
 class Counts:
     """Traffic figures: a router's delta since its last flush, or the recorder's totals (same shape)."""
 
@@ -235,6 +253,8 @@ class Counts:
     shadow: dict[str, VersionCounts] = field(default_factory=dict)
     # shadow version -> [compared, disagreed]
     pairs: dict[str, list[int]] = field(default_factory=dict)
+    # None until a router with capture configured reports.
+    capture: CaptureCounts | None = None
 
     def observe(self, version: str, status: int, latency_ms: float, *, shadow: bool = False) -> None:
         counts = self.shadow if shadow else self.live
@@ -254,9 +274,13 @@ class Counts:
             pair = self.pairs.setdefault(version, [0, 0])
             pair[0] += compared
             pair[1] += disagreed
+        if other.capture is not None:
+            if self.capture is None:
+                self.capture = CaptureCounts()
+            self.capture.add(other.capture)
 
     def is_empty(self) -> bool:
-        return not (self.live or self.shadow or self.pairs)
+        return not (self.live or self.shadow or self.pairs or self.capture)
 
     def to_stats(self, recorder_id: str) -> TrafficStats:
         return TrafficStats(
@@ -264,4 +288,5 @@ class Counts:
             live={v: c.to_api() for v, c in sorted(self.live.items())},
             shadow={v: c.to_api() for v, c in sorted(self.shadow.items())},
             pairs={v: PairCounts(compared=p[0], disagreed=p[1]) for v, p in sorted(self.pairs.items())},
+            capture=None if self.capture is None else self.capture.to_api(),
         )
