@@ -126,7 +126,8 @@ def run_job(job: MonitorJob) -> MonitorResult:
 
 
 def decode_job(argument: str) -> MonitorJob:
-    return MonitorJob.model_validate_json(base64.b64decode(argument, validate=True))
+    # The operator encodes with the URL-safe alphabet (steward.operator.monitoring_schedule.entrypoint).
+    return MonitorJob.model_validate_json(base64.b64decode(argument, altchars=b"-_", validate=True))
 
 
 def main(argv: list[str]) -> int:

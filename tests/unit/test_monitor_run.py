@@ -171,3 +171,14 @@ def test_data_problems_are_verdicts_not_crashes(tmp_path: Path) -> None:
     Path(f"{prefix}/date=2026-03-01/bad.parquet").write_bytes(b"not parquet")
     unreadable = run_main(job(str(broken), spec))
     assert unreadable.verdict is MonitorVerdict.ERROR and "bad.parquet" in unreadable.summary
+
+
+def test_the_job_decodes_the_operators_entrypoint(tmp_path: Path) -> None:
+    from steward.operator.monitoring_schedule import entrypoint
+
+    spec = MonitorSpec(name="drift", kind=MonitorKind.DRIFT, window=Window(duration="2h"))
+    # '?>' in the JSON gives '-' and '_' in URL-safe base64, which the standard alphabet refuses.
+    monitor_job = job(str(tmp_path), spec, reference_uri=str(tmp_path / "a?>b.parquet"))
+    argument = entrypoint(monitor_job).split()[-1]
+    assert {"-", "_"} & set(argument)
+    assert run.decode_job(argument) == monitor_job
