@@ -16,6 +16,7 @@ from steward.api.manifests import ManifestError, load_manifests
 from steward.api.model_deployment import API_VERSION, KIND
 from steward.cli.audit import audit, history
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail, stamped, who_and_why
+from steward.cli.feedback import feedback
 from steward.cli.monitor import monitor
 from steward.cli.rollout import abort, pause, promote, resume, rollout
 from steward.cli.tables import status_table
@@ -28,6 +29,7 @@ app.add_typer(dev, name="dev")
 app.add_typer(get, name="get")
 app.add_typer(audit, name="audit")
 app.command("history")(history)
+app.command("feedback")(feedback)
 app.add_typer(rollout, name="rollout")
 app.add_typer(monitor, name="monitor")
 for rollout_command in (promote, abort, pause, resume):

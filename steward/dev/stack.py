@@ -89,6 +89,8 @@ class Stack:
             endpoint_base=self.serve_url,
             replica_env=dict(self.env),
             audit_dir=str(self.home / "audit"),
+            # Absolute: Ray replicas and monitor jobs write and read it from working folders of their own.
+            monitoring_uri=str((self.home / "monitoring").resolve()),
             resync_interval_s=resync_interval_s,
             retry_max_delay_s=10.0,
             deletion_timeout_s=30.0,

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import copy
 import io
+import socket
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pandas as pd
 import pytest
+from moto.server import ThreadedMotoServer
 
 from steward.api.monitoring import CaptureSpec
 from steward.serving.capture import (
@@ -252,3 +256,62 @@ def test_the_writers_thread_flushes_on_its_own_and_on_close(tmp_path: Path) -> N
 def test_a_field_sent_as_number_and_text_is_written_as_text() -> None:
     frame = pd.read_parquet(io.BytesIO(encode_parquet([{"input.x": 1}, {"input.x": "one"}, {"other": None}])))
     assert list(frame["input.x"].iloc[:2]) == ["1", "one"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    # Moto's backends are per process, shared by every server: a bucket of this test's own.
+    bucket = f"mon-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+    try:
+        yield endpoint, bucket
+    finally:
+        server.stop()
+
+
+def test_captured_rows_reach_a_real_s3_endpoint(s3: tuple[str, str]) -> None:
+    endpoint, bucket = s3
+    counters = Counters()
+    environ = {**HASH_ENV, "MLFLOW_S3_ENDPOINT_URL": endpoint}
+    w = CaptureWriter(
+        "ns/credit", f"s3://{bucket}/steward", SPEC, counters, replica_id="r1", environ=environ, start=False
+    )
+    w.offer(entry("a"), 10)
+    w.flush()
+    assert counters.take().written == 1
+    client = boto3.client("s3", endpoint_url=endpoint)
+    [key] = [o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert key.startswith("steward/ns/credit/v2/date=") and key.endswith("-r1-000001.parquet")
+    frame = pd.read_parquet(io.BytesIO(client.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    assert list(frame["request_id"]) == ["a"]
+
+
+def test_an_unreachable_s3_endpoint_costs_a_batch_quickly(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in S3_ENV.items():
+        monkeypatch.setenv(name, value)
+    counters = Counters()
+    environ = {**HASH_ENV, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"}  # nobody listens
+    w = CaptureWriter(
+        "ns/credit", "s3://mon/steward", SPEC, counters, replica_id="r", environ=environ, start=False
+    )
+    w.offer(entry("a"), 10)
+    started = time.monotonic()
+    w.flush()
+    assert time.monotonic() - started < 15  # two short attempts, not a retry storm
+    delta = counters.take()
+    assert (delta.written, delta.dropped) == (0, 1) and delta.last_error is not None

@@ -101,3 +101,20 @@ def test_configs_match_ignores_rays_number_spelling_but_not_values():
 def test_replica_env_is_forwarded():
     _, version = plan(config=replace(CONFIG, replica_env={"MLFLOW_S3_ENDPOINT_URL": "http://s3"}))
     assert version["runtime_env"]["env_vars"]["MLFLOW_S3_ENDPOINT_URL"] == "http://s3"
+
+
+def test_capture_is_planned_from_the_spec_and_the_operators_monitoring_store():
+    capture = {"sampleRate": 0.25, "fields": {"customer_id": "hash"}, "sensitiveFeatures": ["gender"]}
+    spec = {"model": {"name": "credit-risk", "version": "3"}, "monitoring": {"capture": capture}}
+    with_store = replace(CONFIG, monitoring_uri="s3://mon/steward")
+    planned = plan(md(spec), config=with_store)[0]
+    router = RouterConfig.model_validate(planned["deployments"][0]["user_config"])
+    assert router.store_uri == "s3://mon/steward"
+    assert router.capture is not None and router.capture.sample_rate == 0.25
+    assert router.capture.sensitive_features == ["gender"]
+    # No store: the router still keeps sensitive features from the model, and records nothing.
+    router = RouterConfig.model_validate(plan(md(spec))[0]["deployments"][0]["user_config"])
+    assert router.capture is not None and router.store_uri is None
+    # A store without a capture spec records nothing either.
+    router = RouterConfig.model_validate(plan(config=with_store)[0]["deployments"][0]["user_config"])
+    assert (router.capture, router.store_uri) == (None, None)
