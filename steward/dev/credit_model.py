@@ -5,7 +5,10 @@ in the data for the fairness monitors but are not model inputs; MLflow's signatu
 when a request carries them.
 
 `register_faulty` registers the same model behind a wrapper that fails on a fixed share of rows and/or answers
-slowly: a bad canary on demand, for the router's tests and the rollback demo.
+slowly: a bad canary on demand, for the router's tests and the rollback demo. `register_unfair` registers one
+that discriminates by gender without seeing it, through a proxy: in these applicants, men ask for larger loans
+more often than women (three in four applicants above the median loan are men), and the unfair version refuses
+every large loan. `applicants(income_factor=0.7)` is a population whose incomes fell by 30 %: drift.
 """
 
 from __future__ import annotations
@@ -23,13 +26,22 @@ FEATURES = ["income", "debt_ratio", "credit_history_months", "late_payments", "l
 SENSITIVE = ["gender", "age_band"]
 
 
-def applicants(n: int, seed: int = 7) -> pd.DataFrame:
-    """Applicants with a `defaulted` label drawn from a known logistic rule."""
+# exp(9.5): the median of the loan amounts drawn below.
+MEDIAN_LOAN = 13_360.0
+# Share of loans above MEDIAN_LOAN asked by men (and below it, by women): gender's proxy.
+PROXY_STRENGTH = 0.75
+
+
+def applicants(n: int, seed: int = 7, *, income_factor: float = 1.0) -> pd.DataFrame:
+    """Applicants with a `defaulted` label drawn from a known logistic rule (on the incomes as they are,
+    `income_factor` times the usual ones)."""
+    if income_factor <= 0:
+        raise ValueError(f"income_factor must be positive, got {income_factor}")
     rng = np.random.default_rng(seed)
     age = rng.integers(21, 75, n)
     frame = pd.DataFrame(
         {
-            "income": rng.lognormal(10.6, 0.45, n).round(0),
+            "income": (rng.lognormal(10.6, 0.45, n) * income_factor).round(0),
             "debt_ratio": rng.beta(2, 5, n).round(3),
             "credit_history_months": np.minimum((age - 18) * 12, rng.integers(0, 480, n)),
             "late_payments": rng.poisson(0.8, n),
@@ -47,7 +59,17 @@ def applicants(n: int, seed: int = 7) -> pd.DataFrame:
         + 0.00004 * (frame["loan_amount"] - 13000)
     )
     frame["defaulted"] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame["gender"] = _gender_by_loan(frame["gender"].to_numpy(), frame["loan_amount"].to_numpy(), seed)
     return frame
+
+
+def _gender_by_loan(drawn: np.ndarray, loan: np.ndarray, seed: int) -> np.ndarray:
+    """Half the applicants keep their uniformly drawn gender, the other half take the one typical of their
+    loan size: PROXY_STRENGTH of large loans go to men. A generator of its own leaves every other column (and
+    so the models trained on them) as the seed always made them."""
+    typical = np.where(loan > MEDIAN_LOAN, "male", "female")
+    keep = np.random.default_rng([seed, 1]).random(len(drawn)) < 2 * (1 - PROXY_STRENGTH)
+    return np.where(keep, drawn, typical)
 
 
 def train(data: pd.DataFrame) -> Any:
@@ -213,3 +235,63 @@ def register_faulty(
     if version is None:
         raise RuntimeError(f"MLflow did not register a version of {model_name}")
     return str(version)
+
+
+class ProxyBiasedCreditModel(PythonModel):
+    """The credit model, but every loan above `max_loan` is refused (predicted to default).
+
+    It never sees gender, yet because large loans are mostly asked by men (see `applicants`), it approves men
+    at about half the rate of women: the kind of version a fairness gate exists to stop.
+    """
+
+    def __init__(self, model: Any, max_loan: float) -> None:
+        self.model = model
+        self.max_loan = max_loan
+
+    def decide(self, features: pd.DataFrame) -> Any:
+        predicted = self.model.predict(features)
+        return np.where(features["loan_amount"].to_numpy() > self.max_loan, 1, predicted)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        return self.decide(model_input[FEATURES].astype("float64"))
+
+
+def register_unfair(
+    tracking_uri: str, model_name: str, *, n: int = 4000, seed: int = 7, refused_above_quantile: float = 0.6
+) -> str:
+    """Register a version that refuses loans above this quantile of the training loans; returns the version.
+    Its training data and metrics are logged as `register` logs them, so its monitors have a reference."""
+    import mlflow
+    import sklearn
+    from mlflow.models import infer_signature
+
+    data = applicants(n, seed)
+    inputs = data[FEATURES].astype("float64")
+    wrapped = ProxyBiasedCreditModel(train(data), float(data["loan_amount"].quantile(refused_above_quantile)))
+    decider = _Decider(wrapped)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(f"{model_name}-training")
+    with mlflow.start_run(run_name=f"{model_name}-seed{seed}-unfair"):
+        mlflow.log_params({"n": n, "seed": seed, "max_loan": wrapped.max_loan})
+        log_training_data(decider, data)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=wrapped,
+            signature=infer_signature(inputs, wrapped.decide(inputs)),
+            registered_model_name=model_name,
+            pip_requirements=["mlflow", f"scikit-learn=={sklearn.__version__}", "pandas<3"],
+        )
+    version = info.registered_model_version
+    if version is None:
+        raise RuntimeError(f"MLflow did not register a version of {model_name}")
+    return str(version)
+
+
+class _Decider:
+    """`predict(features)` of a wrapped model, as log_training_data calls a plain scikit-learn model."""
+
+    def __init__(self, wrapped: ProxyBiasedCreditModel) -> None:
+        self.wrapped = wrapped
+
+    def predict(self, features: pd.DataFrame) -> Any:
+        return self.wrapped.decide(features)
