@@ -81,7 +81,9 @@ def test_two_colliding_names_updated_concurrently_by_two_loops_never_lose_an_app
 
     homes = [fault_home(stack, tmp_path / f"home{i}") for i in range(len(TEAMS))]
     stores = [LocalStore(h) for h in homes]
-    loops = [LoopProcess(h) for h in homes]
+    # Two installs share the cluster-wide guard, as two releases share the Lease of one Ray address: here the
+    # flock in the home of the stack that runs this Ray cluster.
+    loops = [LoopProcess(h, {"ray_lock_dir": str(stack.home)}) for h in homes]
     watch_client = RayServeClient(stack.ray_address, stack.ray_token(), timeout_s=30)
     final_max = {i: 1 + (UPDATES + i) % 2 for i in range(len(TEAMS))}
 
