@@ -59,6 +59,9 @@ def dev_up(
     ray_gcs_port: Annotated[int, typer.Option(envvar="STEWARD_RAY_GCS_PORT")] = 6380,
     serve_port: Annotated[int, typer.Option(envvar="STEWARD_SERVE_PORT")] = 8000,
     num_cpus: Annotated[int, typer.Option(help="CPUs Ray may schedule on.")] = os.cpu_count() or 2,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve the control loop's Prometheus /metrics on 127.0.0.1:PORT.")
+    ] = None,
 ) -> None:
     """Start MLflow, a Ray head and the control loop, all on 127.0.0.1. On a stack recorded under --home,
     start only the parts that are not running (with the recorded ports, whatever the flags say)."""
@@ -74,6 +77,7 @@ def dev_up(
             ray_gcs_port=ray_gcs_port,
             serve_port=serve_port,
             num_cpus=num_cpus,
+            metrics_port=metrics_port,
         )
     running = {name for name in SERVICES if stack.running(name)}
     with console.status("starting what is not running (about 30 s for MLflow and Ray)..."):
@@ -90,6 +94,8 @@ def dev_up(
     console.print(f"MLflow     {stack.tracking_uri}")
     console.print(f"Ray        {stack.ray_address} (token in {stack.token_path})")
     console.print(f"Serve      {stack.serve_url}")
+    if stack.metrics_port is not None:
+        console.print(f"metrics    http://127.0.0.1:{stack.metrics_port}/metrics")
     console.print(f"manifests  {home / 'manifests'}   stop with: steward dev down")
 
 

@@ -20,7 +20,8 @@ from steward.api.manifests import ManifestError, load_manifests
 from steward.api.model_deployment import ModelDeployment
 from steward.dev.store import LocalStore, StoredObject
 from steward.operator.actions import EventType
-from steward.operator.core import retry_delay_s
+from steward.operator.core import Decision, retry_delay_s
+from steward.operator.metrics import METRICS, Metrics
 from steward.operator.pacing import next_pass
 from steward.operator.reconciler import EventSink, Reconciler
 
@@ -38,8 +39,11 @@ class ControlLoop:
         reconciler: Reconciler,
         clock: Callable[[], datetime] = _utcnow,
         draw: Callable[[], float] = random.random,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        # Set from each pass as the operator's are (served only when `steward dev up --metrics-port` asks).
+        self.metrics = metrics
         self.reconciler = reconciler
         self.clock = clock
         # The backoff's jitter: a uniform number in [0, 1] per retry.
@@ -86,7 +90,11 @@ class ControlLoop:
         changed = obj.generation != (obj.status.observed_generation or 0)
         if not changed and not self._due(key, now):
             return
-        decision = self.reconciler.reconcile(obj.resource(), now, self._events(obj.namespace, obj.name))
+
+        def reconcile() -> Decision:
+            return self.reconciler.reconcile(obj.resource(), now, self._events(obj.namespace, obj.name))
+
+        decision = reconcile() if self.metrics is None else self.metrics.reconciled(key, reconcile)
         self.store.set_status(obj.namespace, obj.name, decision.status)
         pace = next_pass(
             retry=decision.retry,
@@ -111,6 +119,8 @@ class ControlLoop:
         if decision.release_finalizer:
             self.store.forget(obj.namespace, obj.name)
             self._pace.pop(key, None)
+            if self.metrics is not None:
+                self.metrics.forget(key)
             log.info("%s deleted", key)
         else:
             attempts = self._attempts(key)
@@ -134,12 +144,18 @@ def main() -> None:
     )
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--interval-s", type=float, default=1.0)
+    parser.add_argument("--metrics-port", type=int, default=None, help="Serve /metrics on 127.0.0.1:PORT.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll would drown the decisions
     stack = Stack.load(args.home)
     reconciler = Reconciler(stack.operator_config(), ray_token=stack.ray_token())
-    ControlLoop(LocalStore(args.home), reconciler).run(args.interval_s, threading.Event())
+    metrics = None
+    if args.metrics_port is not None:
+        # Like every other port of the local stack: this machine only.
+        METRICS.serve(args.metrics_port, addr="127.0.0.1")
+        metrics = METRICS
+    ControlLoop(LocalStore(args.home), reconciler, metrics=metrics).run(args.interval_s, threading.Event())
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ class Stack:
     artifacts_destination: str | None = None
     # Extra environment for the MLflow server and model replicas (e.g. MLFLOW_S3_ENDPOINT_URL, AWS_*).
     env: dict[str, str] = field(default_factory=dict)
+    # The control loop's Prometheus /metrics port on 127.0.0.1 (None: not served).
+    metrics_port: int | None = None
     pids: dict[str, int] = field(default_factory=dict)
 
     # --- addresses ---------------------------------------------------------------------------
@@ -173,6 +175,8 @@ class Stack:
 
     def start_loop(self) -> None:
         argv = [sys.executable, "-m", LOOP_MODULE, "--home", str(self.home.resolve())]
+        if self.metrics_port is not None:
+            argv += ["--metrics-port", str(self.metrics_port)]
         self.pids["loop"] = self._spawn("loop", argv, {})
 
     def wait_ready(self, timeout_s: float = 180.0) -> None:

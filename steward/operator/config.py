@@ -60,6 +60,8 @@ class OperatorConfig:
     webhook_insecure: bool = False
     # Let the operator create and update this MutatingWebhookConfiguration itself (needs the RBAC for it).
     webhook_managed: str | None = None
+    # Prometheus metrics (/metrics) on this port, on every interface of the pod; off unless a port is given.
+    metrics_port: int | None = None
 
     @property
     def identity_stamped_by_webhook(self) -> bool:
@@ -138,4 +140,5 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         webhook_keyfile=env.get("STEWARD_WEBHOOK_KEY") or None,
         webhook_insecure=env.get("STEWARD_WEBHOOK_INSECURE", "").lower() in ("1", "true", "yes"),
         webhook_managed=env.get("STEWARD_WEBHOOK_MANAGED") or None,
+        metrics_port=int(env["STEWARD_METRICS_PORT"]) if env.get("STEWARD_METRICS_PORT") else None,
     )

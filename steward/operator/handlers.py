@@ -27,6 +27,7 @@ from steward.operator.admission import stamp
 from steward.operator.config import config_from_env
 from steward.operator.core import DeletionDecision, retry_delay_s
 from steward.operator.kopf_api import KopfObjectApi
+from steward.operator.metrics import METRICS
 from steward.operator.object_loop import PassResult, object_state, run
 from steward.operator.reconciler import EventSink, Reconciler
 from steward.operator.resource import invalid_spec_status, parse_resource, status_patch
@@ -37,6 +38,8 @@ _reconciler: Reconciler | None = None
 # Operator-wide (set at startup): the daemons write status through Kopf's client, which needs them.
 _settings: kopf.OperatorSettings | None = None
 _jitter = random.Random()
+# The /metrics server; started once per process, however often Kopf's startup handlers run in it (tests).
+_metrics_server: Any = None
 
 
 def reconciler() -> Reconciler:
@@ -61,6 +64,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="steward.io", key="last-handled-configuration"
     )
+    global _metrics_server
+    if CONFIG.metrics_port is not None and _metrics_server is None:
+        _metrics_server = METRICS.serve(CONFIG.metrics_port)
     if CONFIG.webhook_port is not None:
         if not CONFIG.webhook_insecure and not (CONFIG.webhook_certfile and CONFIG.webhook_keyfile):
             raise kopf.PermanentError(
@@ -119,7 +125,7 @@ def _pass(body: dict[str, Any], changed: bool) -> PassResult:
         if changed:
             _events_for(body)(EventType.WARNING, "InvalidSpec", f"invalid ModelDeployment spec: {exc}")
         return PassResult(invalid_spec_status(body, exc, _now()), retry=True, requeue_after_s=None)
-    decision = reconciler().reconcile(md, _now(), _events_for(body))
+    decision = METRICS.reconciled(md.key, lambda: reconciler().reconcile(md, _now(), _events_for(body)))
     return PassResult(status_patch(decision.status), decision.retry, decision.requeue_after_s)
 
 
@@ -161,7 +167,9 @@ def _finalize(body: dict[str, Any]) -> DeletionDecision:
 async def cleanup(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
     async with object_state(memo).busy:  # a pass of the object's loop finishes first, never overlaps
         decision = await asyncio.to_thread(_finalize, copy.deepcopy(dict(body)))
-    if not decision.release_finalizer:
+    if decision.release_finalizer:
+        METRICS.forget(f"{body.metadata.namespace}/{body.metadata.name}")
+    else:
         raise kopf.TemporaryError(
             f"waiting for {decision.waiting_for or 'Ray Serve to remove the application'}",
             delay=retry_delay_s(retry, 10.0, draw=_jitter.random()),

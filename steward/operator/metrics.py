@@ -6,7 +6,7 @@ are the ones `kubectl get md -o yaml` shows, and a restarted operator shows them
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from time import perf_counter
 from typing import Any
@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_se
 from steward.api.model_deployment import ModelDeploymentStatus
 from steward.api.monitoring import MonitorVerdict
 from steward.api.rollout import RolloutState
+from steward.operator.core import Decision
 
 _D = ("deployment",)
 _DVM = ("deployment", "version", "monitor")
@@ -147,6 +148,14 @@ class Metrics:
             yield
         finally:
             self.reconcile_seconds.labels(md_key).observe(perf_counter() - started)
+
+    def reconciled(self, md_key: str, reconcile: Callable[[], Decision]) -> Decision:
+        """One reconcile pass, timed, then the figures of the status it leaves (also a failed pass's: its
+        status says what failed). An exception is timed and raised on, and the figures stay as they were."""
+        with self.reconcile_timer(md_key):
+            decision = reconcile()
+        self.observe_status(md_key, decision.status)
+        return decision
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> Any:
         """Serve /metrics on a port in a daemon thread; returns the server (shutdown() stops it)."""

@@ -32,7 +32,11 @@ TOKEN_PATH = f"{TOKEN_DIR}/ray-token"
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "namespaces-and-token": {"watchNamespaces": ["a", "b"], "ray": {"tokenSecret": {"name": "x"}}},
+    "namespaces-and-token": {
+        "watchNamespaces": ["a", "b"],
+        "ray": {"tokenSecret": {"name": "x"}},
+        "metrics": {"enabled": False},
+    },
     "everything-set": {
         "watchNamespaces": ["team-*"],
         "ray": {
@@ -65,6 +69,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "keySecret": {"name": "audit-hmac", "key": "k"},
         },
         "webhook": {"enabled": True, "certSecret": "steward-webhook-tls", "caBundle": "Y2E="},
+        "metrics": {"port": 9191, "service": {"annotations": {"team": "ml-platform"}}},
     },
 }
 
@@ -173,6 +178,7 @@ def test_helm_lint_passes(helm: Path, tmp_path_factory: pytest.TempPathFactory, 
 def test_renders_the_expected_objects(rendered):
     name, docs = rendered
     webhook = VALUE_SETS[name].get("webhook", {}).get("enabled", False)
+    metrics = VALUE_SETS[name].get("metrics", {}).get("enabled", True)
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
     assert kinds == [
         ("ClusterRole", "steward"),
@@ -183,6 +189,7 @@ def test_renders_the_expected_objects(rendered):
         *([("MutatingWebhookConfiguration", "steward.steward.io")] if webhook else []),
         ("Role", "steward"),
         ("RoleBinding", "steward"),
+        *([("Service", "steward-metrics")] if metrics else []),
         *([("Service", "steward-webhook")] if webhook else []),
         ("ServiceAccount", "steward"),
     ]
@@ -281,6 +288,32 @@ def test_deployment_env_configures_the_operator(rendered):
     assert config.audit_key_path == (
         "/var/run/secrets/steward-audit/audit-key" if audit.get("keySecret", {}).get("name") else None
     )
+
+
+def test_metrics_port_is_served_on_the_pod_and_behind_an_annotated_service(rendered):
+    name, docs = rendered
+    metrics = {"enabled": True, "port": 9090, **VALUE_SETS[name].get("metrics", {})}
+    container = _container(docs)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config = config_from_env({k: e["value"] for k, e in _env(container).items() if "value" in e})
+    services = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "steward-metrics"]
+    if not metrics["enabled"]:
+        assert ("metrics" not in ports, config.metrics_port, services) == (True, None, [])
+        return
+    port = metrics["port"]
+    assert config.metrics_port == ports["metrics"] == port
+    [service] = services
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}
+    ]
+    pod_labels = _one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    annotations = service["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert annotations["prometheus.io/port"] == str(port)
+    for key, value in metrics.get("service", {}).get("annotations", {}).items():
+        assert annotations[key] == value
 
 
 def test_ray_addresses_and_replica_env_are_the_platforms_choice(rendered):
