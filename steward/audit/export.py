@@ -2,7 +2,8 @@
 
 A record read back from JSON or CSV serialises to the same bytes it was hashed from, so `verify` gives the
 same answer on an exported copy as on the store. The HTML page is self-contained (inline CSS, no scripts, no
-external assets): the only links in it are URLs found in the records' evidence.
+external assets): the only links in it are URLs found in the records' evidence, and the monitor reports that
+monitor-run and policy-action records name (http(s), s3:// or a local file, with their SHA-256).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote, urlsplit
 
-from steward.audit.records import AuditRecord
+from steward.audit.records import AuditAction, AuditRecord
 from steward.audit.verify import Verification
 
 CSV_COLUMNS = (
@@ -198,6 +200,7 @@ dl.evidence { margin: 0; display: grid; grid-template-columns: max-content auto;
 dl.evidence dt { color: #59636e; }
 dl.evidence dd { margin: 0; overflow-wrap: anywhere; }
 ul.evidence { margin: 0; padding-left: 1.1rem; }
+.report { margin: 0 0 .4rem; overflow-wrap: anywhere; }
 .none { color: #8c959f; }
 details summary { cursor: pointer; color: #59636e; }
 footer { color: #59636e; margin-top: 1.5rem; font-size: .85rem; }
@@ -248,6 +251,46 @@ def _evidence(value: Any, depth: int = 0) -> str:
     return f"<code>{escape(json.dumps(value))}</code>"
 
 
+# Records whose evidence names a monitor's HTML report (report_uri) and its SHA-256 (report_sha256).
+_REPORT_ACTIONS = (AuditAction.MONITOR_RUN, AuditAction.POLICY_ACTION)
+_REPORT_SCHEMES = ("http", "https", "s3", "file")
+
+
+def _report_href(uri: str) -> str | None:
+    """The link target of a report URI, or None for anything that is not plainly a report's address: a link
+    must never run code (javascript:, data:) or point somewhere the text does not show."""
+    if not uri or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in uri):
+        return None
+    if uri.startswith("/") and not uri.startswith("//"):
+        return "file://" + quote(uri)  # a local store (the local stack's <home>/monitoring)
+    # As _URL: a URL with whitespace, quotes or angle brackets in it is not linked (the text may mislead).
+    if any(ch.isspace() or ch in "<>\"'`" for ch in uri):
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme.lower() not in _REPORT_SCHEMES or (parts.scheme.lower() != "file" and not parts.netloc):
+        return None
+    return uri
+
+
+def _report(record: AuditRecord) -> str:
+    """The monitor report a monitor-run or policy-action record rests on, as a link with its SHA-256."""
+    if record.action not in _REPORT_ACTIONS:
+        return ""
+    evidence = record.evidence
+    uri, sha = evidence.get("report_uri"), evidence.get("report_sha256")
+    if not isinstance(uri, str) or not uri:
+        return ""
+    href = _report_href(uri)
+    target = escape(uri)
+    link = f'<a href="{escape(href)}" rel="noopener noreferrer">{target}</a>' if href else target
+    digest = (
+        f'<br>sha256 <span class="mono">{escape(sha)}</span>'
+        if isinstance(sha, str) and sha
+        else '<br><span class="none">no sha256 recorded</span>'
+    )
+    return f'<div class="report">report: {link}{digest}</div>'
+
+
 def _versions(record: AuditRecord) -> str:
     return record.model.span("\u2192") if record.model else ""
 
@@ -275,7 +318,7 @@ def _row(position: int, record: AuditRecord, verification: Verification) -> str:
         f'<td><span class="action{tone}">{escape(action)}</span></td>',
         f"<td>{model_cell}</td>",
         f'<td class="reason">{_linkify(record.reason)}</td>',
-        f"<td>{_evidence(record.model_dump(mode='json')['evidence'])}</td>",
+        f"<td>{_report(record)}{_evidence(record.model_dump(mode='json')['evidence'])}</td>",
         f"<td>{_short(record.prev_hash)}</td>",
         f"<td>{_short(record.hash)}</td>",
         f"<td>{signed}</td>",
