@@ -19,6 +19,7 @@ from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_f
 from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
 from steward.api.model_deployment import MAX_BUFFERED_AUDIT_RECORDS, AuditTrailStatus, ModelDeployment
+from steward.api.monitoring import CaptureStatus
 from steward.api.serve_app import (
     RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,
@@ -195,8 +196,10 @@ class Reconciler:
         except AdapterError as exc:
             serve = serve_problem(exc)
         traffic: TrafficStats | Problem | None = None
-        if md.status.rollout is not None and ray_address_refusal(address, self.config) is None:
-            # Only a rollout judges traffic; a steady deployment is not polled for it.
+        capturing = md.spec.monitoring.capture is not None and self.config.monitoring_uri is not None
+        if (md.status.rollout is not None or capturing) and ray_address_refusal(address, self.config) is None:
+            # A rollout judges traffic, and capture's counters say whether the store takes what is sampled;
+            # a steady deployment without capture is not polled.
             try:
                 secret = self.config.router_secret
                 traffic = self.router_stats.read(
@@ -206,7 +209,13 @@ class Reconciler:
             except AdapterError as exc:
                 traffic = Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=exc.temporary)
         jobs = {} if ray_address_refusal(address, self.config) else self.monitor_jobs.observe(md, address)
-        return Observations(model=model, serve=serve, traffic=traffic, monitor_jobs=jobs)
+        capture = None
+        if isinstance(traffic, TrafficStats) and traffic.capture is not None:
+            counts = traffic.capture
+            capture = CaptureStatus(
+                written=counts.written, dropped=counts.dropped, last_error=counts.last_error
+            )
+        return Observations(model=model, serve=serve, traffic=traffic, monitor_jobs=jobs, capture=capture)
 
     def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
         self.resume_audit(md.key, md.status.audit)
