@@ -70,6 +70,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "webhook": {"enabled": True, "certSecret": "steward-webhook-tls", "caBundle": "Y2E="},
         "metrics": {"port": 9191, "service": {"annotations": {"team": "ml-platform"}}},
+        "monitoring": {"storeUri": "s3://bank-monitoring/steward"},
     },
 }
 
@@ -288,6 +289,7 @@ def test_deployment_env_configures_the_operator(rendered):
     assert config.audit_key_path == (
         "/var/run/secrets/steward-audit/audit-key" if audit.get("keySecret", {}).get("name") else None
     )
+    assert config.monitoring_uri == (values.get("monitoring", {}).get("storeUri") or None)
 
 
 def test_metrics_port_is_served_on_the_pod_and_behind_an_annotated_service(rendered):
