@@ -154,7 +154,8 @@ class ModelDeploymentSpec(SpecModel):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             "!has(self.rollout) || !has(self.rollout.analysis) || "
-            "!has(self.rollout.analysis.requireMonitors) || self.rollout.analysis.requireMonitors.all(n, has(self.monitoring) && "
+            "!has(self.rollout.analysis.requireMonitors) || "
+            "self.rollout.analysis.requireMonitors.all(n, has(self.monitoring) && "
             "has(self.monitoring.monitors) && self.monitoring.monitors.exists(m, m.name == n))",
             "rollout.analysis.requireMonitors names a monitor that spec.monitoring.monitors does not define",
         )
