@@ -14,15 +14,18 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 from helpers import applicant_records, expected_classes, wait_until
 
 from steward.adapters.ray_serve import RayServeClient
 from steward.api.model_deployment import ModelDeployment
+from steward.api.monitoring import MonitoringSpec
 from steward.api.rollout import Stickiness
 from steward.api.serve_app import (
     LATENCY_BUCKETS_MS,
@@ -42,6 +45,7 @@ from steward.dev.stack import Stack
 from steward.operator.config import OperatorConfig
 from steward.operator.reconciler import with_router_secret
 from steward.operator.serve_config import TrafficPlan, app_name, plan_serve_apps
+from steward.serving.capture import keyed_hash
 from steward.serving.scoring import MAX_BODY_BYTES
 from steward.serving.traffic import choose_version
 
@@ -505,3 +509,89 @@ def test_a_version_whose_application_is_gone_answers_503(
     assert answer.json()["error"]["code"] == "VERSION_UNAVAILABLE"
     assert delta(before, after, "live", "4")["errors"] == 1
     print("version app gone:", answer.json()["error"])
+
+
+# ------------------------------------------------------------------------------------------------- capture
+
+CAPTURE_KEY = "integration-test-capture-key-0123456789"
+
+
+def test_captured_requests_land_as_parquet_with_the_policy_applied(serving: Serving) -> None:
+    """Every request recorded (sampleRate 1) in the local store: income hashed, loan_amount dropped, gender
+    and age_band kept from the model and recorded as sensitive features; the caller's request id echoed."""
+    serving.route({"1"}, {"1": 100})
+    md = serving.md.model_copy(
+        update={
+            "spec": serving.md.spec.model_copy(
+                update={
+                    "monitoring": MonitoringSpec.model_validate(
+                        {
+                            "capture": {
+                                "sampleRate": 1.0,
+                                "fields": {"income": "hash", "loan_amount": "drop"},
+                                "sensitiveFeatures": ["gender", "age_band"],
+                            }
+                        }
+                    )
+                }
+            )
+        }
+    )
+    config = serving.config
+    assert config.monitoring_uri is not None
+    with_key = replace(config, replica_env={**config.replica_env, "STEWARD_CAPTURE_HASH_KEY": CAPTURE_KEY})
+    plan = TrafficPlan(versions={v: serving.uris[v] for v in sorted(serving.deployed)}, weights={"1": 100})
+    # The key goes to the router only: a new runtime_env for the version apps would restart their replicas.
+    apps = (
+        plan_serve_apps(md, "credit-risk", plan, with_key)[:1]
+        + plan_serve_apps(md, "credit-risk", plan, config)[1:]
+    )
+    serving.client.apply_applications(apps, set(), config.http_options)
+    serving.last_plan = None  # the next route() redeploys the router without capture
+
+    def capturing() -> TrafficStats | None:
+        if serving.client.applications()[serving.router_app].status != "RUNNING":
+            return None
+        stats = serving.stats()
+        return stats if stats.capture is not None else None
+
+    before = wait_until(capturing, 300, "the router running with capture", interval_s=1)
+    records = applicant_records(20, seed=23)
+    ids = [f"capture-{i:03d}" for i in range(len(records))]
+    answers = [serving.predict(r, {"X-Request-Id": rid}) for r, rid in zip(records, ids, strict=True)]
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers if a.status_code != 200]
+    # One id per request: the caller's, once in the header (Ray's proxy echoes it), and in the body.
+    assert [a.headers.get_list("x-request-id") for a in answers] == [[rid] for rid in ids]
+    assert [a.json()["requestId"] for a in answers] == ids
+    anonymous = serving.predict(records[0])
+    assert anonymous.headers["x-request-id"] == anonymous.json()["requestId"]
+
+    folder = Path(config.monitoring_uri) / md.key / "v1"
+
+    def stored() -> pd.DataFrame | None:
+        files = sorted(folder.glob("date=*/*.parquet"))
+        if not files:
+            return None
+        frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        return frame if set(ids) <= set(frame["request_id"]) else None
+
+    frame = wait_until(stored, 30, f"captured rows under {folder}", interval_s=0.5)
+    rows = frame.set_index("request_id").loc[ids]
+    expected_hash = [keyed_hash(CAPTURE_KEY.encode(), r["income"]) for r in records]
+    assert list(rows["input.income"]) == expected_hash
+    assert "input.loan_amount" not in rows.columns
+    assert list(rows["input.debt_ratio"]) == [r["debt_ratio"] for r in records]
+    assert list(rows["sensitive.gender"]) == [r["gender"] for r in records]
+    assert list(rows["sensitive.age_band"]) == [r["age_band"] for r in records]
+    assert not {"input.gender", "input.age_band"} & set(rows.columns)
+    assert list(rows["prediction"]) == [a.json()["predictions"][0] for a in answers]
+    assert set(rows["status"]) == {200} and set(rows["version"]) == {"1"}
+    assert str(rows["timestamp"].dt.tz) == "UTC"
+
+    after = stats_once(
+        serving,
+        lambda s: s.capture is not None and s.capture.written >= (before.capture.written + len(ids)),
+        "capture counted in the router's figures",
+    )
+    assert after.capture is not None and after.capture.dropped == 0, after.capture
+    print(f"captured {len(frame)} rows to {folder}; stats {after.capture}")
