@@ -128,9 +128,16 @@ def store_records(home: Path, ns: str, name: str) -> list[Any]:
 
 
 def test_audit_store_down_during_a_rollout_and_a_restart_loses_and_repeats_nothing(
-    stack: Stack, models: Any, ray_client: RayServeClient, s3_env: dict[str, str], tmp_path: Path
+    stack: Stack,
+    models: Any,
+    ray_client: RayServeClient,
+    s3_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ns, name = "faults", "trail"
+    for key, value in s3_env.items():
+        monkeypatch.setenv(key, value)  # credentials for this process's reader of the trail, as an auditor's
     moto_port = int(s3_env["MLFLOW_S3_ENDPOINT_URL"].rsplit(":", 1)[1])
     proxy = TcpProxy(free_port(), moto_port)
     proxy.start()
@@ -149,7 +156,6 @@ def test_audit_store_down_during_a_rollout_and_a_restart_loses_and_repeats_nothi
     loop = LoopProcess(home, overrides, env=s3_env)
     router = app_name(md_doc(ns, name, models.good_v1))
     s3 = S3Store(BUCKET, prefix, endpoint_url=s3_env["MLFLOW_S3_ENDPOINT_URL"])
-    os.environ.update({k: v for k, v in s3_env.items() if k.startswith("AWS_")})
     pending_seen: list[int] = []
 
     def pending() -> int:
