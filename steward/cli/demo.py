@@ -14,6 +14,8 @@ from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.api.manifests import load_manifests
 from steward.cli.audit import history
 from steward.cli.common import stamped
+from steward.cli.demo_monitoring import CHAPTERS as MONITORING_CHAPTERS
+from steward.cli.demo_monitoring import run_monitoring
 from steward.cli.demo_rollout import promote_and_break
 from steward.cli.tables import status_table
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register
@@ -22,6 +24,20 @@ from steward.dev.store import LocalStore, StoredObject
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "credit-risk.yaml"
 MODEL = "credit-risk"
+# In the order they play: rollout (a canary promoted, a broken version rolled back), then, on the monitored
+# spec, drift, fairness and quality.
+CHAPTERS = ("rollout", *MONITORING_CHAPTERS)
+
+
+def chapters_from(text: str | None) -> list[str]:
+    """`--chapter drift,quality` -> those chapters in playing order; None or "all" -> every chapter."""
+    if text is None or text.strip() == "all":
+        return list(CHAPTERS)
+    wanted = {c.strip() for c in text.split(",") if c.strip()}
+    unknown = sorted(wanted - set(CHAPTERS))
+    if unknown or not wanted:
+        raise ValueError(f"unknown chapter(s) {unknown or [text]}: choose from {', '.join(CHAPTERS)} or all")
+    return [c for c in CHAPTERS if c in wanted]
 
 
 def ensure_stack(home: Path, console: Console) -> Stack:
@@ -73,7 +89,9 @@ def wait_ready(
     raise SystemExit(f"{namespace}/{name} was not Ready within {timeout_s:.0f}s; see `steward get md {name}`")
 
 
-def run_demo(home: Path, console: Console) -> None:
+def run_demo(home: Path, console: Console, chapters: list[str] | None = None) -> None:
+    chapters = list(CHAPTERS) if chapters is None else chapters
+    started = time.monotonic()
     stack = ensure_stack(home, console)
     ensure_champion(stack, console)
     store = LocalStore(home)
@@ -103,7 +121,14 @@ def run_demo(home: Path, console: Console) -> None:
     console.print(table)
     console.print(status_table(store.all()))
 
-    promote_and_break(stack, store, md.metadata.namespace, md.metadata.name, console)
+    console.print(f"   [dim]start: {time.monotonic() - started:.0f} s[/]")
+    if "rollout" in chapters:
+        chapter_started = time.monotonic()
+        promote_and_break(stack, store, md.metadata.namespace, md.metadata.name, console)
+        console.print(f"   [dim]chapter rollout: {time.monotonic() - chapter_started:.0f} s[/]")
+    monitoring = [c for c in chapters if c in MONITORING_CHAPTERS]
+    if monitoring:
+        run_monitoring(stack, store, obj.status.endpoint or "", monitoring, console)
     console.print("\nAudit trail (`steward history credit-risk`):")
     history(md.metadata.name, md.metadata.namespace, None, home)
     console.print(
@@ -111,3 +136,4 @@ def run_demo(home: Path, console: Console) -> None:
         f"scoring JSON (dataframe_records, dataframe_split, instances, inputs) to {obj.status.endpoint}"
     )
     console.print("Stop it with: [bold]make demo-down[/] (or `uv run steward dev down`)")
+    console.print(f"[dim]the demo took {time.monotonic() - started:.0f} s[/]")

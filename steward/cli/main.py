@@ -209,11 +209,26 @@ def list_of(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @app.command()
-def demo(home: Home = DEFAULT_HOME) -> None:
-    """Train and register a credit-scoring model, serve it locally, and send it predictions."""
-    from steward.cli.demo import run_demo
+def demo(
+    home: Home = DEFAULT_HOME,
+    chapter: Annotated[
+        str | None,
+        typer.Option(
+            "--chapter",
+            help="Comma-separated chapters to play after serving the model: rollout, drift, fairness, "
+            "quality (default: all).",
+        ),
+    ] = None,
+) -> None:
+    """Train and register a credit-scoring model, serve it locally, send it predictions, roll out new
+    versions, and watch its live traffic for drift, unfairness and quality."""
+    from steward.cli.demo import chapters_from, run_demo
 
-    run_demo(home, console)
+    try:
+        chapters = chapters_from(chapter)
+    except ValueError as exc:
+        fail(str(exc))
+    run_demo(home, console, chapters)
 
 
 if __name__ == "__main__":

@@ -93,6 +93,8 @@ class Stack:
             audit_dir=str(self.home / "audit"),
             # Absolute: Ray replicas and monitor jobs write and read it from working folders of their own.
             monitoring_uri=str((self.home / "monitoring").resolve()),
+            # A logical share: two CPUs hold the demo's replicas, so a whole CPU per job would queue them.
+            monitor_job_cpus=0.25,
             resync_interval_s=resync_interval_s,
             retry_max_delay_s=10.0,
             deletion_timeout_s=30.0,
