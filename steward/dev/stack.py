@@ -172,7 +172,14 @@ class Stack:
         if self.dashboard_agent_port is None:
             self.dashboard_agent_port = _free_port()
         # Token authentication on, as in production: the operator's Ray client must present it.
-        env = {**self.env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.ray_token()}
+        env = {
+            **self.env,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.ray_token(),
+            # Started under `uv run` (make demo, make test), Ray would start every worker through `uv run`
+            # and ship the working directory with it; the stack's venv already holds everything they need.
+            "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0",
+        }
         self.pids["ray"] = self._spawn("ray", self.ray_argv(), env)
 
     def start_loop(self) -> None:
