@@ -14,6 +14,7 @@ import pytest
 from helpers import applicant_records, expected_classes, wait_gone, wait_until
 from typer.testing import CliRunner
 
+from steward.api.serve_app import router_access, router_secret_from_ray_token
 from steward.audit.store import LocalFolderStore
 from steward.cli.main import app
 from steward.dev.loop import ControlLoop
@@ -132,7 +133,11 @@ def test_replica_survives_bad_input_and_health_checks_answer(endpoint: str, stac
         httpx.post(endpoint, json={"dataframe_records": applicant_records(1)}, timeout=30).status_code == 200
     )
     assert httpx.get(f"{stack.serve_url}/-/healthz", timeout=10).status_code == 200
-    info = httpx.get(endpoint, timeout=10).json()
+    # The router's metadata is for the operator only: without its read token, a 401 and nothing else.
+    refused = httpx.get(endpoint, timeout=10)
+    assert refused.status_code == 401 and "credit-risk" not in refused.text
+    token = router_access(router_secret_from_ray_token(stack.ray_token()), "lending/scorer").read_token
+    info = httpx.get(endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
     assert info["model"] == "credit-risk" and info["deployment"] == "lending/scorer"
     assert httpx.put(endpoint, content=b"{}", timeout=10).json()["error"]["code"] == "METHOD_NOT_ALLOWED"
 
@@ -156,13 +161,13 @@ def test_delete_removes_the_application(
     local: tuple[LocalStore, Path], endpoint: str, ray_client: Any
 ) -> None:
     store, home = local
-    assert ray_client.get_application("lending-scorer") is not None
+    assert ray_client.get_application("lending.scorer") is not None
     result = cli(
         "dev", "delete", "scorer", "-n", "lending", "--reason", "retired", "--home", str(home), actor="dave"
     )
     assert result.exit_code == 0, result.output
     wait_until(lambda: store.get("lending", "scorer") is None, 60, "the local object to be finalized")
-    wait_gone(ray_client, "lending-scorer")
+    wait_gone(ray_client, "lending.scorer")
     events = [e["reason"] for e in store.read_events("lending", "scorer")]
     # A transient problem (the dashboard busy on 2 cores) may precede them; the order is what matters.
     lifecycle = [e for e in events if e in ("Deploying", "Running")]

@@ -87,7 +87,7 @@ def loop(stack: Stack, tmp_path_factory: pytest.TempPathFactory, ray_client: Any
     yield store
     store.remove(NS, NAME)
     wait_until(lambda: store.get(NS, NAME) is None, 60, "the deployment to be finalized")
-    wait_gone(ray_client, f"{NS}-{NAME}")
+    wait_gone(ray_client, f"{NS}.{NAME}")
     stop.set()
     thread.join(10)
     reconciler.close()
@@ -199,7 +199,7 @@ def test_a_healthy_version_is_promoted_through_every_step_with_no_failed_request
     served = [a.version for a in load.answers]
     assert versions.good1 in served and versions.good2 in served
     assert set(served[-20:]) == {versions.good2}
-    wait_gone(ray_client, f"{NS}-{NAME}.v{versions.good1}")
+    wait_gone(ray_client, f"{NS}.{NAME}.v{versions.good1}")
     trail = [r.action.value for r in LocalFolderStore(stack.home / "audit").read(f"{NS}/{NAME}")]
     assert trail[trail.index("rollout-started") :] == [
         "rollout-started",
@@ -236,7 +236,7 @@ def test_a_bad_version_is_rolled_back_while_stable_keeps_serving(
     assert all(a.status == 200 for a in load.answers if a.version == versions.good2)
     assert all(a.version == bad for a in load.failed()), load.failed()[:5]
     assert [a.version for a in load.answers[-20:]] == [versions.good2] * 20
-    wait_gone(ray_client, f"{NS}-{NAME}.v{bad}")
+    wait_gone(ray_client, f"{NS}.{NAME}.v{bad}")
 
 
 def test_shadow_rollout_records_the_challengers_answers_and_never_returns_them(
@@ -246,7 +246,8 @@ def test_shadow_rollout_records_the_challengers_answers_and_never_returns_them(
     shadow = {
         "strategy": "shadow",
         "steps": [{"analysis": {}}],
-        "analysis": {"interval": "5s", "minRequests": 10, "maxDisagreement": 0.5, **NOISY_LATENCY},
+        # About answers, not speed: the shadow's cold first calls on a loaded machine must not decide it.
+        "analysis": {"interval": "5s", "minRequests": 10, "maxDisagreement": 0.5, "latencyToleranceMs": 5000},
     }
     # The read token the control loop derives from the Ray token for this deployment.
     token = router_access(router_secret_from_ray_token(stack.ray_token()), f"{NS}/{NAME}").read_token

@@ -568,14 +568,15 @@ def test_captured_requests_land_as_parquet_with_the_policy_applied(serving: Serv
 
     folder = Path(config.monitoring_uri) / md.key / "v1"
 
-    def stored() -> pd.DataFrame | None:
+    def stored() -> list[pd.DataFrame] | None:
+        # A list, not the frame itself: wait_until tests truth, which a DataFrame refuses to have.
         files = sorted(folder.glob("date=*/*.parquet"))
         if not files:
             return None
         frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-        return frame if set(ids) <= set(frame["request_id"]) else None
+        return [frame] if set(ids) <= set(frame["request_id"]) else None
 
-    frame = wait_until(stored, 30, f"captured rows under {folder}", interval_s=0.5)
+    (frame,) = wait_until(stored, 30, f"captured rows under {folder}", interval_s=0.5)
     rows = frame.set_index("request_id").loc[ids]
     expected_hash = [keyed_hash(CAPTURE_KEY.encode(), r["income"]) for r in records]
     assert list(rows["input.income"]) == expected_hash
