@@ -2,67 +2,19 @@
 
 from __future__ import annotations
 
-import random
 import threading
-from collections import Counter
 from datetime import UTC, datetime
-from types import TracebackType
 
-import httpx
 from rich.console import Console
 from rich.live import Live
 
+from steward.cli.demo_traffic import LiveClient
 from steward.cli.rollout_view import rollout_view
-from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, register, register_faulty
+from steward.dev.credit_model import register, register_faulty
 from steward.dev.stack import Stack
 from steward.dev.store import LocalStore, StoredObject
 
 MODEL = "credit-risk"
-
-
-class Traffic:
-    """Steady customer traffic for the rollout to measure: a few threads, each customer sticky by id."""
-
-    def __init__(self, url: str, workers: int = 3) -> None:
-        self.url = url
-        self.answers: Counter[tuple[str, int]] = Counter()
-        self._lock = threading.Lock()
-        self._records = applicants(200, seed=77)[FEATURES + SENSITIVE].to_dict(orient="records")
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(workers)]
-
-    def _run(self, seed: int) -> None:
-        rng = random.Random(seed)
-        with httpx.Client(timeout=30) as http:
-            while not self._stop.is_set():
-                headers = {"X-Customer-Id": f"customer-{rng.randrange(500)}"}
-                try:
-                    response = http.post(
-                        self.url, json={"dataframe_records": [rng.choice(self._records)]}, headers=headers
-                    )
-                    key = (response.headers.get("X-Model-Version", "?"), response.status_code)
-                except httpx.HTTPError:
-                    key = ("?", 0)
-                with self._lock:
-                    self.answers[key] += 1
-                self._stop.wait(0.02)
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def summary(self) -> str:
-        with self._lock:
-            items = sorted(self.answers.items())
-        return ", ".join(f"v{version} {status}: {count}" for (version, status), count in items)
 
 
 def watch_rollout(
@@ -88,7 +40,8 @@ def promote_and_break(stack: Stack, store: LocalStore, namespace: str, name: str
     obj = store.get(namespace, name)
     assert obj is not None and obj.status.endpoint
     endpoint = obj.status.endpoint
-    with Traffic(endpoint) as traffic:
+    # The monitoring chapters' client at the rollout's pace (~20 requests a second of sticky customers).
+    with LiveClient(endpoint, pause_s=0.02) as traffic:
         with console.status("training a retrained version on fresh applicants..."):
             good = register(stack.tracking_uri, MODEL, n=4000, seed=8)
         before = len(obj.status.rollout_history)
