@@ -72,8 +72,13 @@ def compute(job: MonitorJob, window: WindowData) -> Computed:
         return Computed(fair.verdict, fair.summary, fair.checks, tables=fair.tables)
     from steward.api.monitoring import QualitySettings
     from steward.monitors.quality import run_quality
+    from steward.monitors.training import training_metrics
 
-    quality = run_quality(window.frame, job.monitor.quality or QualitySettings(), job.training_metrics)
+    try:
+        trained = training_metrics(job)
+    except store.StoreError as exc:
+        return Computed(MonitorVerdict.ERROR, f"training metrics: {exc}")
+    quality = run_quality(window.frame, job.monitor.quality or QualitySettings(), trained)
     return Computed(quality.verdict, quality.summary, quality.checks)
 
 

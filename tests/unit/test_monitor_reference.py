@@ -52,3 +52,46 @@ def test_reference_is_the_logged_training_frame_pinned_by_hash(
         mlflow.MlflowClient(tracking).get_model_version("credit-ref", version).run_id
     )
     assert {"accuracy", "precision", "recall", "f1", "roc_auc"} <= set(run.data.metrics)
+
+
+def test_relative_quality_thresholds_use_the_versions_logged_training_metrics(
+    tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from steward.api.monitoring import QualitySettings
+    from steward.monitors import store
+    from steward.monitors.training import training_metrics
+
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_registry_uri(tracking)
+    version = credit_model.register(tracking, "credit-trained", n=600)
+
+    def quality_job(**extra: object) -> MonitorJob:
+        return MonitorJob(
+            monitor=MonitorSpec(
+                name="quality",
+                kind=MonitorKind.QUALITY,
+                quality=QualitySettings(max_drop_from_training=0.05),
+            ),
+            deployment="ns/credit",
+            version=version,
+            store_uri=str(tmp_path),
+            window_start="2026-01-01T00:00:00Z",
+            window_end="2026-01-01T01:00:00Z",
+            result_uri=str(tmp_path / "r.json"),
+            report_uri=str(tmp_path / "r.html"),
+            **{"model_name": "credit-trained", **extra},  # type: ignore[arg-type]
+        )
+
+    figures = training_metrics(quality_job(tracking_uri=tracking))
+    run = mlflow.MlflowClient(tracking).get_run(
+        mlflow.MlflowClient(tracking).get_model_version("credit-trained", version).run_id
+    )
+    assert figures == {k: run.data.metrics[k] for k in ("accuracy", "precision", "recall", "f1", "roc_auc")}
+    # What the operator sent wins; nothing relative asked for: MLflow is not read at all.
+    assert training_metrics(quality_job(training_metrics={"accuracy": 0.9})) == {"accuracy": 0.9}
+    with pytest.raises(store.StoreError, match="no MLflow tracking URI"):
+        training_metrics(quality_job())
+    with pytest.raises(store.StoreError, match="MLflow at"):
+        training_metrics(quality_job(tracking_uri=tracking, model_name="no-such-model"))
