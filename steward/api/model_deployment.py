@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
-from steward.api.monitoring import MonitoringSpec, MonitoringStatus
+from steward.api.monitoring import BreachAction, MonitoringSpec, MonitoringStatus
+from steward.api.retraining import RetrainingSpec, RetrainingStatus
 from steward.api.rollout import MAX_ROLLOUT_HISTORY, ActiveRollout, RolloutRecord, RolloutSpec
 from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
 
@@ -152,19 +153,40 @@ class ServingSpec(SpecModel):
 
 class ModelDeploymentSpec(SpecModel):
     model_config = ConfigDict(
-        json_schema_extra=_cel(
-            "!has(self.rollout) || !has(self.rollout.analysis) || "
-            "!has(self.rollout.analysis.requireMonitors) || "
-            "self.rollout.analysis.requireMonitors.all(n, has(self.monitoring) && "
-            "has(self.monitoring.monitors) && self.monitoring.monitors.exists(m, m.name == n))",
-            "rollout.analysis.requireMonitors names a monitor that spec.monitoring.monitors does not define",
-        )
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.rollout) || !has(self.rollout.analysis) || "
+                    "!has(self.rollout.analysis.requireMonitors) || "
+                    "self.rollout.analysis.requireMonitors.all(n, has(self.monitoring) && "
+                    "has(self.monitoring.monitors) && self.monitoring.monitors.exists(m, m.name == n))",
+                    "message": "rollout.analysis.requireMonitors names a monitor that "
+                    "spec.monitoring.monitors does not define",
+                },
+                {
+                    "rule": "has(self.retraining) || !has(self.monitoring) || !has(self.monitoring.monitors) "
+                    "|| !self.monitoring.monitors.exists(m, has(m.onBreach) && m.onBreach == 'retrain')",
+                    "message": "a monitor with onBreach: retrain needs spec.retraining",
+                },
+            ]
+        }
     )
 
     model: ModelRef
     serving: ServingSpec = ServingSpec()
     rollout: RolloutSpec = RolloutSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    retraining: Annotated[
+        RetrainingSpec | None,
+        Field(description="Retraining as a Ray Job: by `steward retrain`, or a monitor's onBreach: retrain."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _retraining_defined(self) -> ModelDeploymentSpec:
+        retrain = [m.name for m in self.monitoring.monitors if m.on_breach == BreachAction.RETRAIN]
+        if retrain and self.retraining is None:
+            raise ValueError(f"monitors {retrain} have onBreach: retrain, which needs spec.retraining")
+        return self
 
     @model_validator(mode="after")
     def _required_monitors_exist(self) -> ModelDeploymentSpec:
@@ -270,6 +292,7 @@ class ModelDeploymentStatus(_Wire):
         ),
     ] = []
     monitoring: MonitoringStatus | None = None
+    retraining: RetrainingStatus | None = None
 
 
 class ObjectMeta(BaseModel):

@@ -78,6 +78,8 @@ class BreachAction(StrEnum):
     # During a rollout: a breach of the canary fails it. After a promotion, within `rollbackWindow`: the
     # previous stable version gets all traffic back.
     ROLLBACK = "rollback"
+    # A breach of the stable version asks for a run of spec.retraining (its guardrails and approval apply).
+    RETRAIN = "retrain"
 
 
 class Window(SpecModel):
