@@ -75,8 +75,8 @@ class ModelVersion:
         # A load failure raises here; Ray Serve then reports DEPLOY_FAILED with this message.
         self.model = mlflow.pyfunc.load_model(model_uri)
 
-    def predict(self, payload: dict[str, Any], request_id: str = "") -> Answer:
-        answer = score(self.model, payload, request_id)
+    def predict(self, payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
+        answer = score(self.model, payload, request_id, with_proba)
         if answer.status == 200:
             answer.body["model"] = {"name": self.model_name, "version": self.version}
         return answer
@@ -193,7 +193,8 @@ class Router:
             self._mirror(routing, config.shadow.version, version, payload, primary, pseudonym, at, rid)
         started = time.perf_counter()
         try:
-            answer = await self._call_version(routing, version, payload, rid)
+            with_proba = self._capture.wants(config.capture, rid)
+            answer = await self._call_version(routing, version, payload, rid, with_proba)
             latency_ms = (time.perf_counter() - started) * 1000
             self._pending.observe(version, answer.status, latency_ms)
             primary.set_result((answer, latency_ms))
@@ -209,10 +210,10 @@ class Router:
         return respond(answer, rid, version)
 
     async def _call_version(
-        self, routing: _Routing, version: str, payload: dict[str, Any], rid: str
+        self, routing: _Routing, version: str, payload: dict[str, Any], rid: str, with_proba: bool = False
     ) -> Answer:
         try:
-            answer: Answer = await routing.handles[version].predict.remote(payload, rid)
+            answer: Answer = await routing.handles[version].predict.remote(payload, rid, with_proba)
         except Exception as exc:  # noqa: BLE001 - a dead replica or a removed application: the caller gets a 503
             log.warning(
                 "request %s: model version %s could not answer: %s: %s", rid, version, type(exc).__name__, exc

@@ -281,10 +281,14 @@ class RouterCapture:
             # Its last batch is written on a thread of its own: reconfigure must not wait for the store.
             threading.Thread(target=old.close, name="capture-close", daemon=True).start()
 
+    def wants(self, spec: CaptureSpec | None, request_id: str) -> bool:
+        """Will this request be recorded? (Asked before scoring: only then are probabilities computed.)"""
+        return self.writer is not None and spec is not None and sampled(request_id, spec.sample_rate)
+
     def offer(self, spec: CaptureSpec | None, entry: Captured, size: int) -> None:
         """On the request path: a hash of the id and an append, nothing more."""
         writer = self.writer
-        if writer is not None and spec is not None and sampled(entry.request_id, spec.sample_rate):
+        if writer is not None and self.wants(spec, entry.request_id):
             writer.offer(entry, size)
 
     def count_into(self, pending: Counts) -> None:

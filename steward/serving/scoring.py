@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import SUPPORTED_FORMATS, infer_and_parse_data, predictions_to_json
 
+from steward.serving.capture import PROBA_FIELD
 from steward.serving.signature import column_problems
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,31 @@ def _json_type(value: Any) -> str:
     )
 
 
-def score(model: PyFuncModel, payload: dict[str, Any], request_id: str = "") -> Answer:
+def class_probabilities(model: PyFuncModel, data: Any, request_id: str = "") -> list[dict[str, float]] | None:
+    """Per row, class -> probability, where the model gives them: a classifier flavour whose raw model has
+    `predict_proba` and `classes_` (scikit-learn and look-alikes). Only for captured requests, after the
+    answer is known: a failure here costs the record its probabilities, never the caller its answer."""
+    try:
+        raw = model.get_raw_model()
+    except NotImplementedError:
+        return None
+    predict_proba, classes = getattr(raw, "predict_proba", None), getattr(raw, "classes_", None)
+    if predict_proba is None or classes is None:
+        return None
+    try:
+        table = predict_proba(data)
+        names = [str(c.item() if hasattr(c, "item") else c) for c in classes]
+        return [{name: float(p) for name, p in zip(names, row, strict=True)} for row in table]
+    except Exception as exc:  # noqa: BLE001 - the answer is already computed; the record goes without them
+        log.info("request %s: no class probabilities: %s: %s", request_id, type(exc).__name__, exc)
+        return None
+
+
+def score(
+    model: PyFuncModel, payload: dict[str, Any], request_id: str = "", with_proba: bool = False
+) -> Answer:
+    """`with_proba`: add the class probabilities under PROBA_FIELD, for the capture record (the router
+    strips the field before answering)."""
     formats = sorted(set(payload) & set(SUPPORTED_FORMATS))
     if len(formats) != 1:
         return error(
@@ -159,4 +184,8 @@ def score(model: PyFuncModel, payload: dict[str, Any], request_id: str = "") -> 
     except Exception:
         log.exception("request %s: the model's predictions cannot be written as JSON", request_id)
         return error(ErrorCode.MODEL_ERROR, "the model returned predictions that cannot be sent as JSON")
+    if with_proba:
+        probabilities = class_probabilities(model, data, request_id)
+        if probabilities is not None:
+            result[PROBA_FIELD] = probabilities
     return Answer(200, result)

@@ -55,7 +55,7 @@ class FakeVersion:
         self.calls = 0
         self.predict = _Method(self._predict)
 
-    async def _predict(self, payload: dict[str, Any], request_id: str) -> Answer:
+    async def _predict(self, payload: dict[str, Any], request_id: str, with_proba: bool = False) -> Answer:
         assert request_id, "the router names the request, so that a version's log lines can be found"
         self.calls += 1
         if self.gate is not None:

@@ -35,11 +35,16 @@ class _Method:
 class FakeVersion:
     def __init__(self) -> None:
         self.payloads: list[dict[str, Any]] = []
+        self.asked_proba: list[bool] = []
         self.predict = _Method(self._predict)
 
-    async def _predict(self, payload: dict[str, Any], request_id: str) -> Answer:
+    async def _predict(self, payload: dict[str, Any], request_id: str, with_proba: bool = False) -> Answer:
         self.payloads.append(payload)
-        return Answer(200, {"predictions": [1], PROBA_FIELD: [{"0": 0.3, "1": 0.7}]})
+        self.asked_proba.append(with_proba)
+        body: dict[str, Any] = {"predictions": [1]}
+        if with_proba:
+            body[PROBA_FIELD] = [{"0": 0.3, "1": 0.7}]
+        return Answer(200, body)
 
 
 class FakeRecorder:
@@ -143,6 +148,7 @@ async def test_sensitive_features_never_reach_the_model_and_are_captured(
     assert status == 200 and body["predictions"] == [1]
     assert PROBA_FIELD not in body  # internal: stripped before answering
     assert version.payloads == [{"dataframe_records": [{"income": 1.0, "customer_id": "C-7"}]}]
+    assert version.asked_proba == [True]  # a captured request: its probabilities go into the record
     router._capture.writer.close()
     [path] = list(tmp_path.rglob("*.parquet"))
     assert "/ns/credit/v1/date=" in str(path) and b"C-7" not in path.read_bytes()
@@ -205,3 +211,4 @@ async def test_a_new_capture_config_replaces_the_writer_in_place(
         await call(router, request("POST", body=RECORD))
     router._capture.writer.close()
     assert not list(tmp_path.rglob("*.parquet"))
+    assert version.asked_proba == [False] * 20  # nothing sampled: no probabilities computed either

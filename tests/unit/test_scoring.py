@@ -182,3 +182,29 @@ async def test_read_body_stops_at_the_limit(pieces, content_length, limit, outco
         assert not isinstance(result, bytes)
         assert (result.status, result.body["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
     assert len(seen) == pulled
+
+
+def test_class_probabilities_only_when_asked_and_where_the_model_gives_them(model, tmp_path):
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from steward.serving.capture import PROBA_FIELD
+
+    frame = pd.DataFrame({"income": [1.0, 2.0, 3.0, 4.0], "debt_ratio": [0.1, 0.9, 0.2, 0.8]})
+    labels = pd.Series(["repaid", "defaulted", "repaid", "defaulted"])
+    classifier = LogisticRegression().fit(frame, labels)
+    mlflow.sklearn.save_model(
+        classifier, tmp_path / "sk", signature=infer_signature(frame, classifier.predict(frame))
+    )
+    sklearn_model = mlflow.pyfunc.load_model(str(tmp_path / "sk"))
+
+    answer = score(sklearn_model, {"dataframe_records": ROWS}, with_proba=True)
+    assert answer.status == 200
+    expected = classifier.predict_proba(pd.DataFrame(ROWS))
+    assert answer.body[PROBA_FIELD] == [
+        {"defaulted": pytest.approx(row[0]), "repaid": pytest.approx(row[1])} for row in expected
+    ]
+    assert PROBA_FIELD not in score(sklearn_model, {"dataframe_records": ROWS}).body
+    # A custom python model has no predict_proba: the answer is the same, with no probabilities.
+    plain = score(model, {"dataframe_records": ROWS}, with_proba=True)
+    assert plain.status == 200 and PROBA_FIELD not in plain.body
