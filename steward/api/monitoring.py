@@ -376,6 +376,8 @@ class MonitorJob(_Result):
     run_id: str | None = None
     # The version's training metrics from MLflow, for relative quality thresholds.
     training_metrics: dict[str, float] = {}
+    # The capture policy of the window: a hashed input cannot be compared with raw reference data.
+    capture: CaptureSpec | None = None
     result_uri: str
     report_uri: str
 

@@ -16,7 +16,14 @@ from typing import Any
 import pandas as pd
 from pandas.api import types as ptypes
 
-from steward.api.monitoring import CaptureColumn, Check, DriftSettings, MonitorVerdict
+from steward.api.monitoring import (
+    CaptureColumn,
+    CaptureSpec,
+    Check,
+    DriftSettings,
+    FieldPolicy,
+    MonitorVerdict,
+)
 from steward.monitors.window import text_series
 
 NUMERIC_METHOD = "wasserstein"
@@ -60,7 +67,10 @@ def _is_classes(*series: pd.Series) -> bool:
 
 
 def plan(
-    current: pd.DataFrame, reference: pd.DataFrame, settings: DriftSettings
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    settings: DriftSettings,
+    capture: CaptureSpec | None = None,
 ) -> tuple[list[Column], list[str]]:
     """The columns to compare and how; notes say what was left out and why."""
     notes: list[str] = []
@@ -71,6 +81,11 @@ def plan(
         wanted = [c.removeprefix(CaptureColumn.INPUT) for c in settings.columns]
         notes += [f"{c}: not captured" for c in wanted if c not in inputs]
         inputs = [c for c in wanted if c in inputs]
+    if capture is not None:
+        # A keyed hash of a value never matches the raw value in training data: every window would "drift".
+        hashed = [c for c in inputs if capture.fields.get(c, capture.default_policy) is FieldPolicy.HASH]
+        notes += [f"{c}: hashed at capture, not comparable with the reference" for c in hashed]
+        inputs = [c for c in inputs if c not in hashed]
     pairs = [(name, f"{CaptureColumn.INPUT}{name}") for name in inputs]
     if settings.include_predictions:
         outputs = [
@@ -133,12 +148,17 @@ def _detail(col: Column, value: float, drifted: bool, n_cur: int, n_ref: int) ->
     )
 
 
-def run_drift(current: pd.DataFrame, reference: pd.DataFrame, settings: DriftSettings) -> DriftOutcome:
+def run_drift(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    settings: DriftSettings,
+    capture: CaptureSpec | None = None,
+) -> DriftOutcome:
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
     reference = _strip_input(reference)
-    columns, notes = plan(current, reference, settings)
+    columns, notes = plan(current, reference, settings, capture)
     if not columns:
         return DriftOutcome(
             MonitorVerdict.ERROR, "no captured column is in the reference: " + "; ".join(notes), notes=notes

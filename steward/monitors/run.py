@@ -60,7 +60,7 @@ def compute(job: MonitorJob, window: WindowData) -> Computed:
             reference = load_reference(job)
         except store.StoreError as exc:
             return Computed(MonitorVerdict.ERROR, f"reference: {exc}")
-        drift = run_drift(window.frame, reference.frame, job.monitor.drift or DriftSettings())
+        drift = run_drift(window.frame, reference.frame, job.monitor.drift or DriftSettings(), job.capture)
         return Computed(
             drift.verdict, drift.summary, drift.checks, drift.snapshot, {}, reference.uri, reference.sha256
         )

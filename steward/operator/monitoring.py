@@ -360,6 +360,7 @@ def decide_monitoring(
         model_name=md.spec.model.name,
         store_uri=store_uri,
         tracking_uri=tracking_uri,
+        capture=spec.capture,
     )
     interim = MonitoringStatus(
         results=list(results.values()), jobs=jobs, handled=handled, awaiting_labels=awaiting

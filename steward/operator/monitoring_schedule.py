@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from steward.api.monitoring import (
+    CaptureSpec,
     MonitoringStatus,
     MonitorJob,
     MonitorJobStatus,
@@ -114,6 +115,7 @@ class JobContext:
     model_name: str
     store_uri: str
     tracking_uri: str | None = None
+    capture: CaptureSpec | None = None
 
 
 def _job(
@@ -141,6 +143,7 @@ def _job(
         tracking_uri=ctx.tracking_uri,
         run_id=live.run_id,
         training_metrics=live.training_metrics,
+        capture=ctx.capture,
         result_uri=f"{prefix}/result.json",
         report_uri=f"{prefix}/report.html",
     )

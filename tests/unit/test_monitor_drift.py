@@ -110,3 +110,25 @@ def test_default_method_does_not_switch_to_p_values_on_a_small_reference() -> No
     details = {c.name: c.detail for c in outcome.checks}
     assert "method wasserstein" in details["drift:income"]
     assert "method jensenshannon" in details["drift:purpose"]
+
+
+def test_inputs_hashed_at_capture_are_left_out_with_a_note(reference: pd.DataFrame) -> None:
+    """A keyed hash never equals the raw training value: compared, the column would drift in every window."""
+    import hashlib
+
+    from steward.api.monitoring import CaptureSpec, FieldPolicy
+
+    window = captured(applicants(np.random.default_rng(8), 3000))
+    window["input.purpose"] = [hashlib.sha256(v.encode()).hexdigest() for v in window["input.purpose"]]
+    hashed = CaptureSpec(fields={"purpose": FieldPolicy.HASH})
+    outcome = run_drift(window, reference, DriftSettings(include_predictions=False), hashed)
+    assert outcome.verdict is MonitorVerdict.PASS, outcome.summary
+    assert "drift:purpose" not in {c.name for c in outcome.checks}
+    assert "purpose: hashed at capture, not comparable with the reference" in outcome.notes
+    # Without the capture policy the same window is a false alarm: what the policy prevents.
+    blind = run_drift(window, reference, DriftSettings(include_predictions=False))
+    assert blind.verdict is MonitorVerdict.BREACH
+    # A default policy of hash covers every input not listed.
+    everything = CaptureSpec(default_policy=FieldPolicy.HASH, fields={"income": FieldPolicy.KEEP})
+    outcome = run_drift(window, reference, DriftSettings(include_predictions=False), everything)
+    assert {c.name for c in outcome.checks} == {"drift:income", "drift:drifted_columns"}

@@ -89,6 +89,18 @@ def test_a_time_window_is_the_last_duration_and_a_rows_window_looks_back_a_week(
         {"recall": 0.8},
         "credit-risk",
     )
+    assert drift.capture is None  # the context carried none
+
+
+def test_the_job_carries_the_capture_policy_its_window_was_recorded_under() -> None:
+    from dataclasses import replace
+
+    from steward.api.monitoring import CaptureSpec, FieldPolicy
+
+    policy = CaptureSpec(fields={"customer_id": FieldPolicy.HASH})
+    ctx = replace(CTX, capture=policy)
+    [sub] = due_submissions(ctx, [DRIFT], [STABLE], MonitoringStatus(), T0)
+    assert sub.job.capture == policy
 
 
 def test_the_entrypoint_carries_the_job_as_base64_json() -> None:
