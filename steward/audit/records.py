@@ -38,6 +38,10 @@ class AuditAction(StrEnum):
     POLICY_ACTION = "policy-action"
     RETRAINING_REQUESTED = "retraining-requested"
     RETRAINING_OUTCOME = "retraining-outcome"
+    RETRAINING_APPROVED = "retraining-approved"
+    RETRAINING_STARTED = "retraining-started"
+    RETRAINING_FINISHED = "retraining-finished"
+    CANDIDATE_EVALUATED = "candidate-evaluated"
 
 
 class DeploymentRef(BaseModel):
