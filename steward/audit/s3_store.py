@@ -22,6 +22,7 @@ the real trail. Object Lock needs a checksum on every PUT, which boto3 >= 1.36 s
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import boto3
@@ -89,20 +90,31 @@ class S3Store:
         return folders
 
     def read(self, deployment: str) -> list[AuditRecord]:
+        names = self.record_names(deployment)
+        return [parse_record(raw, where, deployment) for where, raw in self.read_raw(deployment, names)]
+
+    def record_names(self, deployment: str, ordered: bool = True) -> list[str]:
+        # S3 lists keys in order anyway.
         folder = self._folder(deployment)
         try:
             keys: list[str] = []
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=folder, Delimiter="/"):
                 keys.extend(str(o["Key"]) for o in page.get("Contents", []))
-            records: list[AuditRecord] = []
-            for key in sorted(k for k in keys if k.endswith(".json")):
-                body = self._get(key)
-                if body is not None:
-                    records.append(parse_record(body, f"s3://{self.bucket}/{key}", deployment))
         except (BotoCoreError, ClientError) as exc:
             raise self._unavailable(f"read the audit trail {deployment} from", exc) from exc
-        return records
+        return sorted(key[len(folder) :] for key in keys if key.endswith(".json"))
+
+    def read_raw(self, deployment: str, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        folder = self._folder(deployment)
+        for name in names:
+            key = folder + name
+            try:
+                body = self._get(key)
+            except (BotoCoreError, ClientError) as exc:
+                raise self._unavailable(f"read the audit trail {deployment} from", exc) from exc
+            if body is not None:
+                yield f"s3://{self.bucket}/{key}", body
 
     def _get(self, key: str) -> bytes | None:
         try:

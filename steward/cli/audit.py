@@ -10,7 +10,7 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
@@ -18,8 +18,9 @@ from rich.table import Table
 
 from steward.audit.export import to_csv, to_html, to_json
 from steward.audit.records import AuditRecord
-from steward.audit.store import AuditStore, LocalFolderStore, StoreUnavailable
-from steward.audit.verify import Verification, verify
+from steward.audit.scan import read_window, verify_stored
+from steward.audit.store import LocalFolderStore, StoreUnavailable, TrailStore, parse_record
+from steward.audit.verify import Break, Verification, verify
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail
 from steward.cli.rollout import Context, Kubeconfig
 from steward.cli.sources import DeploymentSource, SourceError, open_source
@@ -73,7 +74,7 @@ def audit_store(
     s3_bucket: str | None = None,
     s3_prefix: str = DEFAULT_S3_PREFIX,
     s3_endpoint: str | None = None,
-) -> AuditStore:
+) -> TrailStore:
     """The store the trails are read from: the operator's S3 bucket if one is named, else the local stack's
     audit folder (`<home>/audit/<namespace>/<name>/<seq>.json`)."""
     if s3_bucket:
@@ -98,19 +99,21 @@ def _one_line(exc: BaseException) -> str:
     return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
-def _read(store: AuditStore, deployment: str) -> list[AuditRecord]:
+def _read(store: TrailStore, deployment: str) -> list[AuditRecord]:
     """The trail, or fail() if there is none or it cannot be read."""
     try:
         records = store.read(deployment)
     except (StoreUnavailable, OSError, ValueError) as exc:
         fail(f"cannot read the audit trail of {deployment}: {_one_line(exc)}")
     if not records:
-        known = store.deployments()
-        hint = (
-            f"trails: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''}" if known else "no trails"
-        )
-        fail(f"no audit trail for {deployment} ({hint})")
+        _no_trail(store, deployment)
     return records
+
+
+def _no_trail(store: TrailStore, deployment: str) -> NoReturn:
+    known = store.deployments()
+    hint = f"trails: {', '.join(known[:10])}{', ...' if len(known) > 10 else ''}" if known else "no trails"
+    fail(f"no audit trail for {deployment} ({hint})")
 
 
 def _key(key_file: Path | None) -> bytes | None:
@@ -160,9 +163,8 @@ def _report(result: Verification) -> None:
         )
 
 
-def _truncation(recorded: int, records: list[AuditRecord]) -> str:
+def _truncation(recorded: int, last: int) -> str:
     """A chain cut at its end still verifies; the resource's status remembers how far it went."""
-    last = records[-1].seq if records else 0
     if recorded <= last:
         return ""
     return (
@@ -191,10 +193,8 @@ def verify_command(
         fail("give a NAME or --all (not both)")
     key = _key(key_file)
     store = audit_store(home, s3_bucket, s3_prefix, s3_endpoint)
-    read_already: dict[str, list[AuditRecord]] = {}
     if name is not None:
         trails = [_deployment(name, namespace)]
-        read_already[trails[0]] = _read(store, trails[0])  # fail() with a hint when there is no such trail
     else:
         try:
             trails = store.deployments()
@@ -209,15 +209,20 @@ def verify_command(
     broken = 0
     for deployment in trails:
         try:
-            records = read_already.get(deployment) or store.read(deployment)
+            # Streamed: one record at a time, so a million-record trail is never held in memory.
+            result = verify_stored(store, deployment, key)
+            last = _last_seq(store, deployment, result)
         except (StoreUnavailable, OSError, ValueError) as exc:
+            if name is not None:
+                fail(f"cannot read the audit trail of {deployment}: {_one_line(exc)}")
             console.print(f"[bold red]BROKEN[/]  {escape(deployment)}  unreadable: {escape(_one_line(exc))}")
             broken += 1
             continue
-        result = verify(deployment, records, key)
+        if name is not None and result.records == 0:
+            _no_trail(store, deployment)
         _report(result)
         try:
-            truncated = _truncation(_recorded_seq(source, deployment), records)
+            truncated = _truncation(_recorded_seq(source, deployment), last)
         except SourceError as exc:
             truncated = f"cannot check for missing records at the end: {_one_line(exc)}"
         if truncated:
@@ -227,6 +232,17 @@ def verify_command(
         console.print(f"{len(trails)} trail(s), {broken} broken")
     if broken:
         raise typer.Exit(1)
+
+
+def _last_seq(store: TrailStore, deployment: str, result: Verification) -> int:
+    """The seq of the trail's last record (0: none). The walk knows it when it went to the end; after a
+    break, the last record is read on its own."""
+    if result.ok:
+        return result.last_seq or 0
+    names = store.record_names(deployment)
+    for where, raw in store.read_raw(deployment, names[-1:]):
+        return parse_record(raw, where, deployment).seq
+    return 0
 
 
 def _recorded_seq(source: DeploymentSource, deployment: str) -> int:
@@ -279,6 +295,56 @@ def export_command(
         err.print(f"[bold red]warning:[/] the chain is broken: {escape(result.first_break.message)}")
 
 
+def _window(store: TrailStore, deployment: str, cutoff: datetime) -> tuple[list[AuditRecord], Break | None]:
+    """The records since `cutoff`, found by seeking (a long trail is not read whole), and the first break
+    in the part read."""
+    try:
+        window = read_window(store, deployment, cutoff)
+    except (StoreUnavailable, OSError, ValueError) as exc:
+        fail(f"cannot read the audit trail of {deployment}: {_one_line(exc)}")
+    if window.stored == 0:
+        _no_trail(store, deployment)
+    return window.records, window.verification.first_break
+
+
+HISTORY_COLUMNS = ("TIME (UTC)", "SEQ", "ACTOR", "ACTION", "MODEL", "VERSIONS", "REASON")
+# Rich lays a table out at about 1 ms a row: past this many rows (a day of a busy trail) the same columns are
+# printed plainly, aligned in one pass, the reason unwrapped.
+MAX_RICH_ROWS = 500
+
+
+def _print_history(title: str, shown: list[AuditRecord]) -> None:
+    rows = [
+        (
+            f"{_utc(r.timestamp):%Y-%m-%d %H:%M:%S}",
+            str(r.seq),
+            r.actor,
+            str(r.action),
+            r.model.name if r.model else "",
+            versions(r),
+            r.reason,
+        )
+        for r in shown
+    ]
+    if len(rows) > MAX_RICH_ROWS:
+        widths = [
+            max(len(row[i]) for row in [HISTORY_COLUMNS, *rows]) for i in range(len(HISTORY_COLUMNS) - 1)
+        ]
+        lines = [title] + [
+            "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]])
+            for row in [HISTORY_COLUMNS, *rows]
+        ]
+        console.file.write("\n".join(lines) + "\n")
+        return
+    table = Table(title=escape(title), box=None, header_style="bold", title_justify="left")
+    for column in HISTORY_COLUMNS[:-1]:
+        table.add_column(column, no_wrap=True)
+    table.add_column(HISTORY_COLUMNS[-1], overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    console.print(table)
+
+
 def history(
     name: Annotated[str, typer.Argument(help="ModelDeployment whose history to show.")],
     namespace: Namespace = "default",
@@ -293,7 +359,10 @@ def history(
     s3_prefix: S3Prefix = DEFAULT_S3_PREFIX,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
-    """What happened to a ModelDeployment, from its audit trail: who did what, to which version, and why."""
+    """What happened to a ModelDeployment, from its audit trail: who did what, to which version, and why.
+
+    With --since, the records shown are checked (and their link to the one before them), not the whole
+    trail: `steward audit verify` checks every record."""
     deployment = _deployment(name, namespace)
     cutoff: datetime | None = None
     if since is not None:
@@ -301,28 +370,17 @@ def history(
             cutoff = parse_since(since, datetime.now(UTC))
         except ValueError as exc:
             fail(str(exc))
-    records = _read(audit_store(home, s3_bucket, s3_prefix, s3_endpoint), deployment)
-    shown = [r for r in records if cutoff is None or _utc(r.timestamp) >= cutoff]
+    store = audit_store(home, s3_bucket, s3_prefix, s3_endpoint)
+    if cutoff is None:
+        records = _read(store, deployment)
+        shown, brk = records, verify(deployment, records).first_break
+    else:
+        shown, brk = _window(store, deployment, cutoff)
     if not shown:
         console.print(f"no records of {escape(deployment)} since {cutoff:%Y-%m-%d %H:%M:%S} UTC")
     else:
         title = f"{deployment}" + (f" since {cutoff:%Y-%m-%d %H:%M:%S} UTC" if cutoff else "")
-        table = Table(title=escape(title), box=None, header_style="bold", title_justify="left")
-        for column in ("TIME (UTC)", "SEQ", "ACTOR", "ACTION", "MODEL", "VERSIONS"):
-            table.add_column(column, no_wrap=True)
-        table.add_column("REASON", overflow="fold")
-        for r in shown:
-            table.add_row(
-                f"{_utc(r.timestamp):%Y-%m-%d %H:%M:%S}",
-                str(r.seq),
-                escape(r.actor),
-                str(r.action),
-                escape(r.model.name) if r.model else "",
-                escape(versions(r)),
-                escape(r.reason),
-            )
-        console.print(table)
-    brk = verify(deployment, records).first_break
+        _print_history(title, shown)
     if brk is not None:
         err.print(
             f"[bold red]warning:[/] the trail's chain is broken at position {brk.position}; "
