@@ -49,6 +49,27 @@ class StopMonitorJob:
 
 
 @dataclass(frozen=True)
+class SubmitTrainingJob:
+    """Run one retraining as a Ray Job; its submission id (from the trigger) makes a replay a no-op."""
+
+    ray_address: str
+    submission_id: str
+    deployment: str
+    entrypoint: str
+    # The spec's runtime_env with the TrainingJob in it; the executor adds the replicas' credentials.
+    runtime_env: dict[str, Any]
+    num_cpus: float
+    num_gpus: float
+    memory_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class StopTrainingJob:
+    ray_address: str
+    submission_id: str
+
+
+@dataclass(frozen=True)
 class PostEvent:
     type: EventType
     reason: str
@@ -68,5 +89,7 @@ Action = (
     | DeleteServeApplication
     | SubmitMonitorJob
     | StopMonitorJob
+    | SubmitTrainingJob
+    | StopTrainingJob
     | PostEvent
 )

@@ -25,7 +25,6 @@ from steward.api.serve_app import version_app_name
 from steward.operator.actions import (
     Action,
     ApplyServeApplications,
-    DeleteServeApplication,
     EventType,
     PostEvent,
     RecordAudit,
@@ -33,15 +32,16 @@ from steward.operator.actions import (
 from steward.operator.audit_drafts import (
     alias_drafts,
     alias_target,
-    deletion_draft,
     outcome_drafts,
     spec_drafts,
     with_trusted_identity,
 )
 from steward.operator.audit_guard import audit_events, hold_for_audit, holds_back, pending_condition
 from steward.operator.config import OperatorConfig
+from steward.operator.deletion import DeletionDecision, decide_deletion, deletion_actions
 from steward.operator.monitoring_plan import monitoring_actions, monitoring_decision, requeue_after_s
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.retraining_step import retraining_actions, retraining_decision
 from steward.operator.rollout import RolloutDecision, decide_rollout
 from steward.operator.serve_config import (
     TrafficPlan,
@@ -55,6 +55,8 @@ from steward.operator.serve_config import (
 from steward.operator.status import derive_phase, find, set_condition
 from steward.operator.status_recovery import held_because, hold_unreadable
 
+# Re-exported: the reconciler, the handlers and tests import them from here.
+__all__ = ["Decision", "DeletionDecision", "decide", "decide_deletion", "deletion_actions", "retry_delay_s"]
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
 
 
@@ -178,8 +180,11 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         if stable is not None and stable.version in serve.versions:
             ready_replicas = serve.versions[stable.version].ready_replicas
         actions += monitoring_actions(mon, md, address, config)
-    drafts += mon.drafts
-    events += mon.events
+    can_act = isinstance(obs.model, ResolvedModel) and isinstance(obs.serve, ServeApps)
+    ret = retraining_decision(md, obs, mon, config, now, can_act)
+    actions += retraining_actions(ret, md, address) if can_act else []
+    drafts += mon.drafts + ret.drafts
+    events += mon.events + ret.events
 
     degraded_decided = ConditionType.DEGRADED in cond.wanted
     if (audit := pending_condition(obs.audit, old.conditions, degraded_decided)) is not None:
@@ -198,6 +203,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         rollout=rollout,
         rollout_history=history,
         monitoring=mon.status,
+        retraining=ret.status,
     )
     actions.extend(_transition_events(old.conditions, status.conditions))
     actions.extend(audit_events(old.conditions, status.conditions))
@@ -217,7 +223,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         actions=actions,
         retry_reason=retry_reason,
         requeue_after_s=requeue_after_s(
-            config.rollout_tick_s if rollout is not None else None, mon.requeue_after_s
+            config.rollout_tick_s if rollout is not None else None, mon.requeue_after_s, ret.requeue_after_s
         ),
     )
 
@@ -393,62 +399,6 @@ def _transition_events(old: list[Condition], new: list[Condition]) -> list[PostE
         EventType.NORMAL if after.status != FALSE or after.reason == Reason.DEPLOYING else EventType.WARNING
     )
     return [PostEvent(kind, after.reason.value, after.message)]
-
-
-@dataclass(frozen=True)
-class DeletionDecision:
-    release_finalizer: bool
-    actions: list[Action]
-    # While the finalizer is held: why, for the retry's message.
-    waiting_for: str = ""
-
-
-def decide_deletion(
-    md: ModelDeployment,
-    delete_problem: Problem | None,
-    deletion_requested_at: datetime,
-    config: OperatorConfig,
-    now: datetime,
-) -> DeletionDecision:
-    """After trying to remove the Serve application: release the finalizer, or try again?
-
-    A Ray cluster that never comes back must not keep a namespace from being deleted, so after
-    `deletion_timeout_s` of "Ray is gone" the finalizer goes anyway, with a warning that names what may be
-    left behind. Any other failure (a refused token, a rejected config, another writer) means Ray is there
-    and still serves the model: the finalizer stays until it is fixed, because releasing it would orphan a
-    serving application that nothing tracks any more. An address the operator may not contact is released
-    at once: nothing was ever sent there.
-    """
-    if delete_problem is None:
-        return DeletionDecision(True, [RecordAudit(deletion_draft(md, deletion_requested_at, None))])
-    waited_s = (now - deletion_requested_at).total_seconds()
-    ray_gone = delete_problem.reason == Reason.RAY_UNREACHABLE
-    if ray_gone and waited_s < config.deletion_timeout_s:
-        return DeletionDecision(False, [], f"Ray Serve to answer: {delete_problem.message}")
-    if not ray_gone and delete_problem.reason != Reason.RAY_ADDRESS_NOT_ALLOWED:
-        return DeletionDecision(
-            False,
-            [],
-            f"a fix for {delete_problem.reason.value}: {delete_problem.message} "
-            f"(the model keeps serving on {ray_address(md, config)} until it is removed)",
-        )
-    leftover = f"Serve application {app_name(md)} may remain on {ray_address(md, config)}"
-    return DeletionDecision(
-        True,
-        [
-            RecordAudit(deletion_draft(md, deletion_requested_at, f"{delete_problem.message}; {leftover}")),
-            PostEvent(
-                EventType.WARNING,
-                "CleanupAbandoned",
-                f"gave up removing the model from Ray Serve after {waited_s:.0f}s: "
-                f"{delete_problem.message}. {leftover}; remove it by hand",
-            ),
-        ],
-    )
-
-
-def deletion_actions(md: ModelDeployment, config: OperatorConfig) -> list[Action]:
-    return [DeleteServeApplication(ray_address(md, config), app_name(md))]
 
 
 def retry_delay_s(attempt: int, max_delay_s: float, *, draw: float) -> float:

@@ -98,6 +98,8 @@ class MonitoringDecision:
     conditions: list[Condition] = field(default_factory=list)
     canary_failure: FailCanary | None = None
     promotion_rollback: RollbackPromotion | None = None
+    # Breaches of the stable version by `retrain` monitors: each asks spec.retraining for a run.
+    retrain: list[MonitorResultSummary] = field(default_factory=list)
     requeue_after_s: float | None = None
     # Jobs to stop on Ray: over their time limit, or of monitors no longer in the spec.
     stops: list[str] = field(default_factory=list)
@@ -189,9 +191,13 @@ def _policy(
 ) -> tuple[str, FailCanary | None, RollbackPromotion | None]:
     """What a breach does: (action name for the record, canary failure, promotion rollback)."""
     reason = f"monitor {s.monitor} breached on version {s.version}: {figures(s)}"
+    status = md.status
+    if spec.on_breach == BreachAction.RETRAIN:
+        if status.stable is not None and status.stable.version == s.version:
+            return "retrain", None, None
+        return "alert (retraining follows breaches of the stable version only)", None, None
     if spec.on_breach != BreachAction.ROLLBACK:
         return "alert", None, None
-    status = md.status
     rollout = status.rollout
     if (
         rollout is not None
@@ -294,6 +300,7 @@ def decide_monitoring(
     stops: list[str] = []
     canary_failure: FailCanary | None = None
     promotion_rollback: RollbackPromotion | None = None
+    retrain: list[MonitorResultSummary] = []
     for job in old.jobs:
         if job.submission_id in handled:
             continue
@@ -344,6 +351,8 @@ def decide_monitoring(
         action, fail, back = _policy(md, monitor, summary)
         canary_failure = canary_failure or fail
         promotion_rollback = promotion_rollback or back
+        if action == "retrain":
+            retrain.append(summary)
         decision_drafts.append(policy_draft(md, monitor, summary, action))
         if was != MonitorVerdict.BREACH or fail or back:
             message = (
@@ -401,6 +410,7 @@ def decide_monitoring(
         conditions=[_condition(current, capture, old)],
         canary_failure=canary_failure,
         promotion_rollback=promotion_rollback,
+        retrain=retrain,
         requeue_after_s=requeue,
         stops=stops,
     )

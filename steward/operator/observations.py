@@ -14,6 +14,7 @@ from steward.api.serve_app import TrafficStats
 if TYPE_CHECKING:
     # monitoring's audit drafts import this module: the name is only needed for the annotation.
     from steward.operator.monitoring import JobObservation
+    from steward.operator.retraining import RetrainingObservation
 
 
 @dataclass(frozen=True)
@@ -84,3 +85,5 @@ class Observations:
     monitor_jobs: Mapping[str, JobObservation] = field(default_factory=dict)
     # The routers' capture counters (written, dropped, last error), when capture is on.
     capture: CaptureStatus | None = None
+    # The retraining run's job and its trigger's stored record; None: not looked at (a pure test).
+    retraining: RetrainingObservation | None = None

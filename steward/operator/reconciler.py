@@ -40,7 +40,9 @@ from steward.operator.actions import (
     PostEvent,
     RecordAudit,
     StopMonitorJob,
+    StopTrainingJob,
     SubmitMonitorJob,
+    SubmitTrainingJob,
 )
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
@@ -53,6 +55,7 @@ from steward.operator.observations import (
     ServeApps,
     ServeState,
 )
+from steward.operator.retraining_io import TrainingJobs
 from steward.operator.serve_config import app_name, ray_address, ray_address_refusal, route_prefix
 
 log = logging.getLogger(__name__)
@@ -166,11 +169,13 @@ class Reconciler:
         self._logged_beyond: set[tuple[str | None, str]] = set()
         self.ray_guard = cluster_guard(config.ray_lease_namespace, config.ray_lock_dir)
         self.monitor_jobs = MonitorJobs(self.ray_token, config.replica_env)
+        self.training_jobs = TrainingJobs(self.ray_token, config.replica_env)
 
     def close(self) -> None:
         self.registry.close()
         self.router_stats.close()
         self.monitor_jobs.close()
+        self.training_jobs.close()
         for client in self._serve_clients.values():
             client.close()
 
@@ -215,7 +220,16 @@ class Reconciler:
             capture = CaptureStatus(
                 written=counts.written, dropped=counts.dropped, last_error=counts.last_error
             )
-        return Observations(model=model, serve=serve, traffic=traffic, monitor_jobs=jobs, capture=capture)
+        allowed = None if ray_address_refusal(address, self.config) else address
+        retraining = self.training_jobs.observe(md, allowed, self.trail)
+        return Observations(
+            model=model,
+            serve=serve,
+            traffic=traffic,
+            monitor_jobs=jobs,
+            capture=capture,
+            retraining=retraining,
+        )
 
     def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
         self.resume_audit(md.key, md.status.audit)
@@ -354,6 +368,12 @@ class Reconciler:
                 elif isinstance(action, StopMonitorJob):
                     self.serve_client(action.ray_address)
                     self.monitor_jobs.stop(action)
+                elif isinstance(action, SubmitTrainingJob):
+                    self.serve_client(action.ray_address)  # the allowlist check
+                    self.training_jobs.submit(action)
+                elif isinstance(action, StopTrainingJob):
+                    self.serve_client(action.ray_address)
+                    self.training_jobs.stop(action)
                 elif isinstance(action, RecordAudit):
                     new = [action.draft] if self.trail is None else self.trail.record([action.draft])
                     for draft in new:  # mirrored once per record, not once per replay

@@ -1,0 +1,134 @@
+"""The reconciler's hands for retraining: the run's job on Ray, its result in the store, the trigger's record
+in the audit trail, and submitting or stopping the job.
+
+Beside the reconciler (the only other operator module that touches adapters); every error becomes part of an
+observation or an AdapterError for the executor, never an exception out of a pass.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from steward.adapters.errors import AdapterError
+from steward.adapters.monitoring_store import MAX_RESULT_BYTES, MonitoringStore
+from steward.adapters.ray_jobs import JobRequest, JobStatus, RayJobsClient
+from steward.api.model_deployment import ModelDeployment
+from steward.api.retraining import MAX_LOG_TAIL_CHARS, RetrainingState, TrainingResult
+from steward.audit.store import StoreUnavailable
+from steward.audit.trail import AuditTrail
+from steward.operator.actions import StopTrainingJob, SubmitTrainingJob
+from steward.operator.monitoring import JobState
+from steward.operator.retraining import RetrainingObservation, StoredRecord, TrainingJobObservation
+
+log = logging.getLogger(__name__)
+
+_STATES = {
+    JobStatus.PENDING: JobState.RUNNING,
+    JobStatus.RUNNING: JobState.RUNNING,
+    JobStatus.SUCCEEDED: JobState.SUCCEEDED,
+    JobStatus.FAILED: JobState.FAILED,
+    JobStatus.STOPPED: JobState.FAILED,
+}
+
+
+class TrainingJobs:
+    def __init__(self, ray_token: str | None, replica_env: dict[str, str]) -> None:
+        self.ray_token = ray_token
+        # The job reads the store and writes MLflow with the replicas' credentials, never the operator's own.
+        self.replica_env = replica_env
+        self.store = MonitoringStore()
+        self._clients: dict[str, RayJobsClient] = {}
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    def client(self, address: str) -> RayJobsClient:
+        """Only for addresses the reconciler has already checked against the allowlist."""
+        if address not in self._clients:
+            self._clients[address] = RayJobsClient(address, self.ray_token)
+        return self._clients[address]
+
+    def observe(
+        self, md: ModelDeployment, address: str | None, trail: AuditTrail | None
+    ) -> RetrainingObservation:
+        """What the run in progress needs this pass; a part that cannot be looked at is left out."""
+        status = md.status.retraining
+        run = status.current if status is not None else None
+        observed = RetrainingObservation(trail=trail is not None)
+        if run is None or status is None:
+            return observed
+        if status.state == RetrainingState.REQUESTED and trail is not None:
+            observed = RetrainingObservation(trigger_record=self._stored(md, trail, run.trigger.cause))
+        if status.state == RetrainingState.RUNNING and address is not None:
+            try:
+                job = self._job(address, run.submission_id, run.result_uri)
+            except AdapterError as exc:
+                log.warning(
+                    "cannot observe training job %s of %s: %s", run.submission_id, md.key, exc.message
+                )
+                job = None
+            observed = RetrainingObservation(job=job, trail=trail is not None)
+        return observed
+
+    @staticmethod
+    def _stored(md: ModelDeployment, trail: AuditTrail, cause: str) -> StoredRecord | None:
+        # The whole trail is read, but only while a run waits for its request to be stored (a pass or two).
+        try:
+            records = trail.store.read(md.key)
+        except StoreUnavailable as exc:
+            log.warning("cannot read the audit trail of %s for the retraining request: %s", md.key, exc)
+            return None
+        found = next((r for r in records if r.cause == cause and r.deployment.uid == md.metadata.uid), None)
+        return StoredRecord(found.seq, found.hash) if found is not None else None
+
+    def _job(self, address: str, submission_id: str, result_uri: str) -> TrainingJobObservation:
+        client = self.client(address)
+        ray_job = client.get_job(submission_id)
+        result, corrupt = self._result(result_uri)
+        if corrupt:
+            return TrainingJobObservation(JobState.FAILED, problem=corrupt)
+        if ray_job is None:
+            return TrainingJobObservation(JobState.MISSING if result is None else JobState.SUCCEEDED, result)
+        state = _STATES[ray_job.status]
+        problem = ""
+        if state == JobState.FAILED and result is None:
+            tail = client.logs(submission_id)[-MAX_LOG_TAIL_CHARS:]
+            problem = f"{ray_job.status.value}: {ray_job.message}; log ends: {tail}"[-MAX_LOG_TAIL_CHARS:]
+        return TrainingJobObservation(state, result, problem)
+
+    def _result(self, uri: str) -> tuple[TrainingResult | None, str]:
+        """(result, why it is unusable)."""
+        body = self.store.read_bytes(uri, limit=MAX_RESULT_BYTES + 1)
+        if body is None:
+            return None, ""
+        if len(body) > MAX_RESULT_BYTES:
+            return None, f"{uri} is over {MAX_RESULT_BYTES} bytes: not a training result"
+        try:
+            return TrainingResult.model_validate_json(body), ""
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors()[:5]
+            )
+            return None, f"{uri} is not a valid training result: {problems}"
+
+    def submit(self, action: SubmitTrainingJob) -> None:
+        runtime_env = dict(action.runtime_env)
+        # The spec's own variables win over nothing of ours but the credentials, which the platform sets.
+        runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **self.replica_env}
+        self.client(action.ray_address).submit(
+            JobRequest(
+                entrypoint=action.entrypoint,
+                submission_id=action.submission_id,
+                runtime_env=runtime_env,
+                metadata={"steward.io/deployment": action.deployment, "steward.io/purpose": "retraining"},
+                num_cpus=action.num_cpus,
+                num_gpus=action.num_gpus or None,
+                memory_bytes=action.memory_bytes,
+            )
+        )
+
+    def stop(self, action: StopTrainingJob) -> None:
+        self.client(action.ray_address).stop(action.submission_id)
