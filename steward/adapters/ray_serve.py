@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,72 @@ from steward.adapters.lease import ClusterGuard, Confirm
 SERVE_API = "/api/serve/applications/"
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+# How long one read of a cluster's application list serves every object's pass (seconds; 0: never shared).
+# Each object's pass observes the whole list; with hundreds of objects per cluster, one read per pass made the
+# traffic grow with the square of their number. The default is the operator's default resync interval.
+LIST_MAX_AGE_ENV = "STEWARD_RAY_LIST_MAX_AGE_S"
+DEFAULT_LIST_MAX_AGE_S = 15.0
+# A list showing any application in one of these is not shared: whoever waits for it to settle (a deploy,
+# a rollout step, a deletion) reads afresh on every pass, as without sharing.
+_SETTLED = frozenset({"RUNNING", "DEPLOY_FAILED"})
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+
+
+@dataclass
+class _Snapshot:
+    read_at: float  # time.monotonic()
+    instance: dict[str, Any]
+
+
+class ListSnapshots:
+    """One short-lived copy of each cluster's application list, shared by every client of this process
+    (one per address, keyed like the write locks). Our own writes drop it; concurrent misses wait for one
+    read instead of each reading (a resync wakes many objects at once)."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, _Snapshot] = {}
+        self._fetching: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(
+        self, address: str, max_age_s: float, read: Callable[[], dict[str, Any]], clock: Callable[[], float]
+    ) -> dict[str, Any]:
+        if max_age_s <= 0:
+            return read()
+        with self._guard:
+            fetching = self._fetching.setdefault(address, threading.Lock())
+        with fetching:
+            with self._guard:
+                held = self._snapshots.get(address)
+            if held is not None and clock() - held.read_at < max_age_s:
+                return held.instance
+            read_at = clock()
+            instance = read()
+            if _settled(instance):
+                with self._guard:
+                    self._snapshots[address] = _Snapshot(read_at, instance)
+            return instance
+
+    def invalidate(self, address: str) -> None:
+        with self._guard:
+            self._snapshots.pop(address, None)
+
+
+def _settled(instance: dict[str, Any]) -> bool:
+    apps = instance.get("applications")
+    return isinstance(apps, dict) and all(
+        isinstance(app, dict) and app.get("status") in _SETTLED for app in apps.values()
+    )
+
+
+SNAPSHOTS = ListSnapshots()
+
+
+def list_max_age_from_env(environ: dict[str, str] | None = None) -> float:
+    env = os.environ if environ is None else environ
+    return float(env.get(LIST_MAX_AGE_ENV) or DEFAULT_LIST_MAX_AGE_S)
 
 
 def _cluster_lock(address: str) -> threading.Lock:
@@ -90,9 +154,15 @@ class RayServeClient:
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         guard: ClusterGuard | None = None,
+        list_max_age_s: float | None = None,
+        snapshots: ListSnapshots = SNAPSHOTS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.address = address.rstrip("/")
         self.guard = guard
+        self.list_max_age_s = list_max_age_from_env() if list_max_age_s is None else list_max_age_s
+        self._snapshots = snapshots
+        self._clock = clock
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(
             base_url=self.address, headers=headers, timeout=timeout_s, transport=transport
@@ -105,11 +175,15 @@ class RayServeClient:
     def _write_guard(self) -> Iterator[Confirm]:
         """This process's lock first (cheap, and it keeps our own threads off the cluster-wide guard)."""
         with _cluster_lock(self.address):
-            if self.guard is None:
-                yield lambda: None
-            else:
-                with self.guard.hold(self.address) as confirm:
-                    yield confirm
+            try:
+                if self.guard is None:
+                    yield lambda: None
+                else:
+                    with self.guard.hold(self.address) as confirm:
+                        yield confirm
+            finally:
+                # Whatever we wrote (or tried to), the shared list no longer shows the cluster as it is.
+                self._snapshots.invalidate(self.address)
 
     def _request(self, method: str, json: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
@@ -142,12 +216,17 @@ class RayServeClient:
     def instance(self) -> dict[str, Any]:
         return self._request("GET")
 
+    def shared_instance(self) -> dict[str, Any]:
+        """The application list for observing (not for a write's merge): shared by every pass for up to
+        `list_max_age_s` while every application is settled, read afresh otherwise."""
+        return self._snapshots.get(self.address, self.list_max_age_s, self.instance, self._clock)
+
     def get_application(self, name: str) -> ServeApplication | None:
-        raw = (self.instance().get("applications") or {}).get(name)
+        raw = (self.shared_instance().get("applications") or {}).get(name)
         return None if raw is None else parse_application(name, raw)
 
     def applications(self) -> dict[str, ServeApplication]:
-        raw = self.instance().get("applications") or {}
+        raw = self.shared_instance().get("applications") or {}
         return {name: parse_application(name, app) for name, app in raw.items()}
 
     def apply_application(self, app_config: dict[str, Any], http_options: dict[str, Any]) -> None:
