@@ -160,6 +160,12 @@ def _latency_gates(
         )
 
 
+def canary_requests(strategy: Strategy, canary_version: str, start: TrafficStats, end: TrafficStats) -> int:
+    """Requests the new version answered (or, in a shadow rollout, was mirrored) since the window opened."""
+    source, then = (end.shadow, start.shadow) if strategy == Strategy.SHADOW else (end.live, start.live)
+    return figures(_minus(source.get(canary_version), then.get(canary_version))).requests
+
+
 def judge_window(
     analysis: Analysis,
     strategy: Strategy,

@@ -39,7 +39,7 @@ from steward.api.rollout import (
 from steward.api.serve_app import ROUTER_DEPLOYMENT, RouterConfig, ShadowConfig, TrafficStats
 from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, RecordDraft
 from steward.operator.actions import EventType, PostEvent
-from steward.operator.analysis import judge_window
+from steward.operator.analysis import canary_requests, judge_window
 from steward.operator.audit_drafts import actor_of, deployment_ref, requester
 from steward.operator.monitor_gate import monitor_gate
 from steward.operator.monitoring import FailCanary, RollbackPromotion
@@ -48,6 +48,8 @@ from steward.operator.revert import finish_revert, start_revert
 from steward.operator.serve_config import TrafficPlan
 
 FINISHING = (RolloutState.PROMOTING, RolloutState.ROLLING_BACK)
+# A window with fewer than minRequests stays open up to this many intervals before it is judged inconclusive.
+LOW_TRAFFIC_WINDOW_EXTENSION = 5
 
 
 @dataclass
@@ -363,10 +365,17 @@ class _Machine:
             )
             return False
         elapsed = (self.now - self.r.window_started_at).total_seconds()
+        number = self.r.passed_windows + self.r.failed_windows + 1
         if elapsed < analysis.interval_s:
+            self.update(message=f"{where}: measuring window {number} ({elapsed:.0f}/{analysis.interval_s:.0f}s)")
+            return False
+        seen = canary_requests(self.r.strategy, self.r.canary.version, baseline, self.traffic)
+        if seen < analysis.min_requests and elapsed < LOW_TRAFFIC_WINDOW_EXTENSION * analysis.interval_s:
+            # Too few requests to judge is a fact about traffic, not about the version: keep the window open
+            # (bounded) rather than pause the rollout for a person on every quiet minute.
             self.update(
-                message=f"{where}: measuring window {self.r.passed_windows + self.r.failed_windows + 1} "
-                f"({elapsed:.0f}/{analysis.interval_s:.0f}s)"
+                message=f"{where}: window {number} has {seen} of {analysis.min_requests} requests after "
+                f"{elapsed:.0f}s; kept open up to {LOW_TRAFFIC_WINDOW_EXTENSION * analysis.interval_s:.0f}s"
             )
             return False
         judgement = judge_window(

@@ -172,9 +172,23 @@ def test_failure_limit_tolerates_failed_windows():
     assert world.stable_version == "4"
 
 
+def test_a_quiet_window_stays_open_until_it_has_min_requests():
+    world = settled()
+    world.rps = 5.0  # 10% of 150 requests in a 30 s window: 15 of the 50 minRequests
+    start(world)
+    world.until(lambda w: w.rollout is not None and "has 15 of 50 requests" in w.rollout.message)
+    assert "kept open up to 150s" in world.rollout.message and world.rollout.windows == []
+    world.until(lambda w: w.rollout is None)
+    assert world.stable_version == "4"
+    verdicts = [d for d in world.drafts() if d.action.value == "analysis-verdict"]
+    # Each analysis window judged once it had enough requests, never paused for want of them.
+    assert verdicts and {d.reason.split(":")[0] for d in verdicts} == {"Pass"}
+    assert not [d for d in world.drafts() if "inconclusive" in d.reason]
+
+
 def test_too_little_traffic_pauses_instead_of_promoting():
     world = settled()
-    world.rps = 5.0  # 10% of 150 requests in a 30 s window: 15, far below minRequests
+    world.rps = 1.0  # 10% of 30 requests in a 30 s window, 15 in five windows' time: below minRequests
     start(world)
     world.until(lambda w: w.rollout is not None and w.rollout.state == RolloutState.PAUSED)
     assert world.rollout.weight == 10 and world.rollout.windows[-1].verdict.value == "Inconclusive"

@@ -69,6 +69,7 @@ class World:
         self.decisions: list[Decision] = []
         self.applies = 0
         self.rps = 20.0
+        self._carry: dict[str, float] = {}
         self.config = CONFIG
 
     # -- what the operator observes
@@ -105,7 +106,10 @@ class World:
             return
         n_total = int(self.rps * seconds)
         for version, weight in config.weights.items():
-            n = n_total * weight // 100
+            # Fractions carried over: a trickle (0.2 requests a pass) still adds up over many passes.
+            share = self._carry.get(version, 0.0) + self.rps * seconds * weight / 100
+            n = int(share)
+            self._carry[version] = share - n
             if n:
                 b = self.behaviour.get(version, Behaviour())
                 self.live.setdefault(version, Counter()).add(n, b)
