@@ -92,6 +92,14 @@ def test_no_payload_crashes_scoring_or_gets_a_5xx(model, payload):
     json.dumps(answer.body, allow_nan=False)  # the answer itself can always be sent
 
 
+def _holds_an_empty_list(value: object) -> bool:
+    if isinstance(value, list):
+        return not value or any(_holds_an_empty_list(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_an_empty_list(v) for v in value.values())
+    return False
+
+
 @SETTINGS
 @given(payload=payloads)
 def test_the_signature_check_refuses_nothing_mlflow_would_score(model, payload):
@@ -100,6 +108,10 @@ def test_the_signature_check_refuses_nothing_mlflow_would_score(model, payload):
         return
     schema = model.metadata.get_input_schema()
     if not column_problems(schema, fmt, payload[fmt]):
+        return
+    if _holds_an_empty_list(payload[fmt]):
+        # Refused on purpose: MLflow's enforcement lets an empty array through where the signature names a
+        # scalar column (a non-empty one it refuses), and a model would get an array for a number.
         return
     with pytest.raises(Exception):  # noqa: B017 - any refusal by MLflow, at parsing or enforcement
         model.predict(infer_and_parse_data(payload, schema))
