@@ -29,28 +29,33 @@ from steward.operator.reconciler import Reconciler
 HERE = Path(__file__).resolve().parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _serve_steward(stack: Stack, version: str) -> str:
+def serve_steward(
+    stack: Stack, version: str, name: str = "bench", monitoring: dict[str, Any] | None = None
+) -> str:
+    spec: dict[str, Any] = {
+        "model": {"name": "credit-risk", "version": version},
+        "serving": {"resources": {"cpu": 0.5}, "maxOngoingRequests": 16},
+    }
+    if monitoring is not None:
+        spec["monitoring"] = monitoring
     md = ModelDeployment.model_validate(
         {
             "apiVersion": "steward.io/v1alpha1",
             "kind": "ModelDeployment",
-            "metadata": {"name": "bench", "namespace": "default", "generation": 1},
-            "spec": {
-                "model": {"name": "credit-risk", "version": version},
-                "serving": {"resources": {"cpu": 0.5}, "maxOngoingRequests": 16},
-            },
+            "metadata": {"name": name, "namespace": "default", "generation": 1},
+            "spec": spec,
         }
     )
     reconciler = Reconciler(stack.operator_config(), ray_token=stack.ray_token())
@@ -88,7 +93,7 @@ def _serve_baseline(stack: Stack, version: str, client: RayServeClient) -> str:
     raise RuntimeError("baseline app was not RUNNING in time")
 
 
-def _latencies_ms(http: httpx.Client, url: str, body: bytes, n: int) -> list[float]:
+def latencies_ms(http: httpx.Client, url: str, body: bytes, n: int) -> list[float]:
     out = []
     for _ in range(n):
         start = time.perf_counter()
@@ -116,35 +121,35 @@ def measure(blocks: int = 6, per_block: int = 50, rows: int = 10) -> dict[str, A
     with tempfile.TemporaryDirectory(prefix="steward-bench-") as home:
         stack = Stack(
             home=Path(home),
-            mlflow_port=_free_port(),
-            ray_gcs_port=_free_port(),
-            ray_dashboard_port=_free_port(),
-            serve_port=_free_port(),
+            mlflow_port=free_port(),
+            ray_gcs_port=free_port(),
+            ray_dashboard_port=free_port(),
+            serve_port=free_port(),
         )
         stack.up(with_loop=False)
         try:
             version = register(stack.tracking_uri, "credit-risk", n=2000)
             client = RayServeClient(stack.ray_address, stack.ray_token(), timeout_s=30)
-            steward_url = _serve_steward(stack, version)
+            steward_url = serve_steward(stack, version)
             baseline_url = _serve_baseline(stack, version, client)
             records = applicants(rows, seed=3)[FEATURES].to_dict(orient="records")
             body = json.dumps({"dataframe_records": records}).encode()
             with httpx.Client(timeout=30) as http:
-                _latencies_ms(http, steward_url, body, 20)  # warm both paths
-                _latencies_ms(http, baseline_url, body, 20)
+                latencies_ms(http, steward_url, body, 20)  # warm both paths
+                latencies_ms(http, baseline_url, body, 20)
                 steward_ms: list[float] = []
                 baseline_ms: list[float] = []
                 for _ in range(blocks):
-                    steward_ms += _latencies_ms(http, steward_url, body, per_block)
-                    baseline_ms += _latencies_ms(http, baseline_url, body, per_block)
+                    steward_ms += latencies_ms(http, steward_url, body, per_block)
+                    baseline_ms += latencies_ms(http, baseline_url, body, per_block)
             steward_rps = statistics.median(_throughput_rps(steward_url, body, 200, 8) for _ in range(3))
             baseline_rps = statistics.median(_throughput_rps(baseline_url, body, 200, 8) for _ in range(3))
         finally:
             stack.down()
 
     def summary(values: list[float]) -> dict[str, float]:
-        return {"p50_ms": statistics.median(values), "p95_ms": _percentile(values, 0.95),
-                "p99_ms": _percentile(values, 0.99)}  # fmt: skip
+        return {"p50_ms": statistics.median(values), "p95_ms": percentile(values, 0.95),
+                "p99_ms": percentile(values, 0.99)}  # fmt: skip
 
     s, b = summary(steward_ms), summary(baseline_ms)
     return {
