@@ -367,7 +367,9 @@ class _Machine:
         elapsed = (self.now - self.r.window_started_at).total_seconds()
         number = self.r.passed_windows + self.r.failed_windows + 1
         if elapsed < analysis.interval_s:
-            self.update(message=f"{where}: measuring window {number} ({elapsed:.0f}/{analysis.interval_s:.0f}s)")
+            self.update(
+                message=f"{where}: measuring window {number} ({elapsed:.0f}/{analysis.interval_s:.0f}s)"
+            )
             return False
         seen = canary_requests(self.r.strategy, self.r.canary.version, baseline, self.traffic)
         if seen < analysis.min_requests and elapsed < LOW_TRAFFIC_WINDOW_EXTENSION * analysis.interval_s:
