@@ -58,6 +58,7 @@ class Reason(StrEnum):
     MONITOR_ERROR = "MonitorError"
     MONITORING_NOT_CONFIGURED = "MonitoringNotConfigured"
     CAPTURE_FAILING = "CaptureFailing"
+    CAPTURING = "Capturing"
 
 
 class Phase(StrEnum):

@@ -233,6 +233,36 @@ def _policy(
     return "alert (the version no longer serves alone: nothing to roll back)", None, None
 
 
+def _capture_failing(capture: CaptureStatus | None, old: MonitoringStatus) -> Condition | None:
+    old_dropped = old.capture.dropped if old.capture else 0
+    if capture is None or capture.dropped <= old_dropped:
+        return None
+    text = f"capture dropped {capture.dropped} record(s)" + (
+        f": {capture.last_error}" if capture.last_error else ""
+    )
+    return ConditionType.MONITORING, UNKNOWN, Reason.CAPTURE_FAILING, text
+
+
+def _capture_only(
+    capture: CaptureStatus | None, old: MonitoringStatus, stops: list[str]
+) -> MonitoringDecision:
+    """Capture with no monitors (e.g. collecting data before monitors are set up): its counters and a
+    condition that says whether the store takes what is sampled."""
+    current = capture if capture is not None else old.capture
+    condition = _capture_failing(capture, old)
+    if condition is None:
+        figures_text = "no figures from the router yet"
+        if current is not None:
+            figures_text = f"{current.written} record(s) written, {current.dropped} dropped"
+        condition = (
+            ConditionType.MONITORING,
+            TRUE,
+            Reason.CAPTURING,
+            f"capture only (no monitors): {figures_text}",
+        )
+    return MonitoringDecision(status=MonitoringStatus(capture=current), conditions=[condition], stops=stops)
+
+
 def _condition(
     results: list[MonitorResultSummary], capture: CaptureStatus | None, old: MonitoringStatus
 ) -> Condition:
@@ -249,12 +279,8 @@ def _condition(
     if errors := names(MonitorVerdict.ERROR):
         text = "; ".join(f"{r.monitor} on version {r.version}: {r.summary}" for r in errors)
         return ConditionType.MONITORING, UNKNOWN, Reason.MONITOR_ERROR, text[:2000]
-    old_dropped = old.capture.dropped if old.capture else 0
-    if capture is not None and capture.dropped > old_dropped:
-        text = f"capture dropped {capture.dropped} record(s)" + (
-            f": {capture.last_error}" if capture.last_error else ""
-        )
-        return ConditionType.MONITORING, UNKNOWN, Reason.CAPTURE_FAILING, text
+    if dropping := _capture_failing(capture, old):
+        return dropping
     if not results:
         return ConditionType.MONITORING, UNKNOWN, Reason.MONITORS_PENDING, "no window judged yet"
     judged = ", ".join(f"{r.monitor}@v{r.version}: {r.verdict.value}" for r in results)
@@ -277,6 +303,8 @@ def decide_monitoring(
     old = md.status.monitoring or MonitoringStatus()
     live = live_versions(md.status) if live is None else live
     by_name = {m.name: m for m in spec.monitors}
+    if not spec.monitors and spec.capture is not None and store_uri is not None:
+        return _capture_only(capture, old, [j.submission_id for j in old.jobs])
     if not spec.monitors:
         if old == MonitoringStatus():
             return MonitoringDecision(status=md.status.monitoring)

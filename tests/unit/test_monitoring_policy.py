@@ -278,3 +278,27 @@ def test_a_result_already_handled_is_never_acted_on_again_even_if_its_job_is_sti
     decision = decide(md, {_sid("4"): JobObservation(JobState.SUCCEEDED, result("4", MonitorVerdict.BREACH))})
     assert decision.drafts == [] and decision.events == [] and decision.canary_failure is None
     assert decision.status is not None and _sid("4") not in [j.submission_id for j in decision.status.jobs]
+
+
+def test_capture_without_monitors_reports_its_counters_and_drops() -> None:
+    from steward.api.monitoring import CaptureStatus
+
+    spec = resource().model_dump(by_alias=True, mode="json")
+    spec["spec"]["monitoring"] = {"capture": {"sampleRate": 1.0}}
+    md = ModelDeployment.model_validate(spec)
+    decision = decide_monitoring(md, {}, T0, STORE, capture=CaptureStatus(written=40, dropped=0))
+    assert _condition(decision) == (ConditionStatus.TRUE, Reason.CAPTURING)
+    assert "40 record(s) written, 0 dropped" in decision.conditions[0][3]
+    assert decision.status is not None and decision.status.capture == CaptureStatus(written=40, dropped=0)
+    assert decision.submissions == []
+
+    md = md.model_copy(update={"status": md.status.model_copy(update={"monitoring": decision.status})})
+    failing = CaptureStatus(written=40, dropped=7, last_error="could not write s3://captures/...: 503")
+    decision = decide_monitoring(md, {}, T0, STORE, capture=failing)
+    assert _condition(decision) == (ConditionStatus.UNKNOWN, Reason.CAPTURE_FAILING)
+    assert "dropped 7 record(s): could not write" in decision.conditions[0][3]
+    # No figures from the router this pass: the last ones are kept.
+    md = md.model_copy(update={"status": md.status.model_copy(update={"monitoring": decision.status})})
+    decision = decide_monitoring(md, {}, T0, STORE, capture=None)
+    assert decision.status is not None and decision.status.capture == failing
+    assert _condition(decision) == (ConditionStatus.TRUE, Reason.CAPTURING)
