@@ -18,6 +18,7 @@ from steward.cli.audit import audit, history
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail, stamped, who_and_why
 from steward.cli.feedback import feedback
 from steward.cli.monitor import monitor
+from steward.cli.retrain import lineage, retrain
 from steward.cli.rollout import abort, pause, promote, resume, rollout
 from steward.cli.tables import status_table
 from steward.dev.store import LocalStore
@@ -32,6 +33,8 @@ app.command("history")(history)
 app.command("feedback")(feedback)
 app.add_typer(rollout, name="rollout")
 app.add_typer(monitor, name="monitor")
+app.command("retrain")(retrain)
+app.command("lineage")(lineage)
 for rollout_command in (promote, abort, pause, resume):
     app.command(rollout_command.__name__)(rollout_command)
 
