@@ -10,18 +10,14 @@ endif
 export UV
 export UV_PYTHON := 3.11
 
-.PHONY: setup demo demo-monitoring demo-down test lint typecheck contracts pytest crd bench clean
+.PHONY: setup demo demo-down test lint typecheck contracts pytest crd bench clean
 
 setup:
 	$(UV) sync --frozen --all-extras
 
-# The rollout chapter is the one run end to end on a fresh clone; the monitoring chapters (drift, fairness,
-# quality) are `make demo-monitoring` until they have been too (see README).
+# Every chapter: rollout, drift, fairness, quality (one or some: `uv run steward demo --chapter drift,quality`).
 demo: setup
-	$(UV) run --frozen steward demo --chapter rollout
-
-demo-monitoring: setup
-	$(UV) run --frozen steward demo --chapter drift,fairness,quality
+	$(UV) run --frozen steward demo
 
 demo-down:
 	$(UV) run --frozen steward dev down

@@ -1,10 +1,13 @@
 """`make bench`: every benchmark, each reported as a ratio against a baseline measured in the same run.
 
-Results go to stdout and to benchmarks/results/latest.json.
+Results go to stdout and to benchmarks/results/latest.json. The scale benchmarks take minutes each and are
+run only when asked for: `python -m benchmarks.run --audit-scale --operator-scale` (add `--only-scale` to skip
+the others). `make bench` runs the quick ones only.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -15,22 +18,43 @@ from benchmarks import decide_cost, router_overhead
 
 
 def main() -> None:
-    results = {
+    parser = argparse.ArgumentParser(description="Steward's benchmarks")
+    parser.add_argument("--audit-scale", action="store_true", help="audit verify/history on 1M records")
+    parser.add_argument("--operator-scale", action="store_true", help="500 ModelDeployments on one operator")
+    parser.add_argument("--only-scale", action="store_true", help="run only the scale benchmarks asked for")
+    args = parser.parse_args()
+    results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "decide_cost": decide_cost.measure(),
-        "router_overhead": router_overhead.measure(),
     }
-    out = Path(__file__).resolve().parent / "results" / "latest.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
-    d, r = results["decide_cost"], results["router_overhead"]["ratio"]
+    if args.audit_scale:
+        from benchmarks import audit_scale
+
+        results["audit_scale"] = audit_scale.measure()
+    if args.operator_scale:
+        from benchmarks import operator_scale
+
+        results["operator_scale"] = operator_scale.run()
+    if args.only_scale:
+        _write(results)
+        return
+    d = decide_cost.measure()
+    router = router_overhead.measure()
+    results["decide_cost"], results["router_overhead"] = d, router
+    _write(results)
+    r = router["ratio"]
     print(
         f"\ndecide(): {d['decide_steady_state_us']:.0f} us/call = {d['ratio']:.2f}x parsing the resource"
         f"\nserving path vs bare Serve deployment: p50 {r['p50_ms']:.2f}x, p99 {r['p99_ms']:.2f}x, "
         f"throughput {r['throughput_rps']:.2f}x"
     )
+
+
+def _write(results: dict[str, object]) -> None:
+    out = Path(__file__).resolve().parent / "results" / "latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

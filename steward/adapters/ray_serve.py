@@ -39,61 +39,6 @@ _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
 
-@dataclass
-class _Snapshot:
-    read_at: float  # time.monotonic()
-    instance: dict[str, Any]
-
-
-class ListSnapshots:
-    """One short-lived copy of each cluster's application list, shared by every client of this process
-    (one per address, keyed like the write locks). Our own writes drop it; concurrent misses wait for one
-    read instead of each reading (a resync wakes many objects at once)."""
-
-    def __init__(self) -> None:
-        self._snapshots: dict[str, _Snapshot] = {}
-        self._fetching: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def get(
-        self, address: str, max_age_s: float, read: Callable[[], dict[str, Any]], clock: Callable[[], float]
-    ) -> dict[str, Any]:
-        if max_age_s <= 0:
-            return read()
-        with self._guard:
-            fetching = self._fetching.setdefault(address, threading.Lock())
-        with fetching:
-            with self._guard:
-                held = self._snapshots.get(address)
-            if held is not None and clock() - held.read_at < max_age_s:
-                return held.instance
-            read_at = clock()
-            instance = read()
-            if _settled(instance):
-                with self._guard:
-                    self._snapshots[address] = _Snapshot(read_at, instance)
-            return instance
-
-    def invalidate(self, address: str) -> None:
-        with self._guard:
-            self._snapshots.pop(address, None)
-
-
-def _settled(instance: dict[str, Any]) -> bool:
-    apps = instance.get("applications")
-    return isinstance(apps, dict) and all(
-        isinstance(app, dict) and app.get("status") in _SETTLED for app in apps.values()
-    )
-
-
-SNAPSHOTS = ListSnapshots()
-
-
-def list_max_age_from_env(environ: dict[str, str] | None = None) -> float:
-    env = os.environ if environ is None else environ
-    return float(env.get(LIST_MAX_AGE_ENV) or DEFAULT_LIST_MAX_AGE_S)
-
-
 def _cluster_lock(address: str) -> threading.Lock:
     with _locks_guard:
         return _locks.setdefault(address, threading.Lock())
@@ -144,6 +89,81 @@ def parse_application(name: str, raw: dict[str, Any]) -> ServeApplication:
         replicas=replicas,
         deployment_messages=messages,
     )
+
+
+@dataclass
+class _Snapshot:
+    read_at: float  # time.monotonic()
+    instance: dict[str, Any]
+    # Parsed once for every pass that shares it (hundreds of applications each time otherwise).
+    applications: dict[str, ServeApplication] | None = None
+
+
+class ListSnapshots:
+    """One short-lived copy of each cluster's application list, shared by every client of this process
+    (one per address, keyed like the write locks). Our own writes drop it; concurrent misses wait for one
+    read instead of each reading (a resync wakes many objects at once)."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, _Snapshot] = {}
+        self._fetching: dict[str, threading.Lock] = {}
+        # Bumped by every invalidation: a read that a write overtook is returned but never shared.
+        self._writes: dict[str, int] = {}
+        self._guard = threading.Lock()
+
+    def get(
+        self, address: str, max_age_s: float, read: Callable[[], dict[str, Any]], clock: Callable[[], float]
+    ) -> dict[str, Any]:
+        if max_age_s <= 0:
+            return read()
+        with self._guard:
+            fetching = self._fetching.setdefault(address, threading.Lock())
+        with fetching:
+            with self._guard:
+                held = self._snapshots.get(address)
+                writes = self._writes.get(address, 0)
+            if held is not None and clock() - held.read_at < max_age_s:
+                return held.instance
+            read_at = clock()
+            instance = read()
+            with self._guard:
+                if _settled(instance) and self._writes.get(address, 0) == writes:
+                    self._snapshots[address] = _Snapshot(read_at, instance)
+            return instance
+
+    def parsed(self, address: str, instance: dict[str, Any]) -> dict[str, ServeApplication]:
+        """`instance`'s applications, parsed once while it is the shared snapshot."""
+        with self._guard:
+            held = self._snapshots.get(address)
+            if held is not None and held.instance is instance and held.applications is not None:
+                return dict(held.applications)
+        raw = instance.get("applications") or {}
+        applications = {name: parse_application(name, app) for name, app in raw.items()}
+        with self._guard:
+            held = self._snapshots.get(address)
+            if held is not None and held.instance is instance:
+                held.applications = applications
+        return dict(applications)
+
+    def invalidate(self, address: str) -> None:
+        with self._guard:
+            self._snapshots.pop(address, None)
+            self._writes[address] = self._writes.get(address, 0) + 1
+
+
+def _settled(instance: dict[str, Any]) -> bool:
+    apps = instance.get("applications")
+    return isinstance(apps, dict) and all(
+        isinstance(app, dict) and app.get("status") in _SETTLED for app in apps.values()
+    )
+
+
+SNAPSHOTS = ListSnapshots()
+
+
+def list_max_age_from_env(environ: dict[str, str] | None = None) -> float:
+    env = os.environ if environ is None else environ
+    return float(env.get(LIST_MAX_AGE_ENV) or DEFAULT_LIST_MAX_AGE_S)
 
 
 class RayServeClient:
@@ -226,8 +246,7 @@ class RayServeClient:
         return None if raw is None else parse_application(name, raw)
 
     def applications(self) -> dict[str, ServeApplication]:
-        raw = self.shared_instance().get("applications") or {}
-        return {name: parse_application(name, app) for name, app in raw.items()}
+        return self._snapshots.parsed(self.address, self.shared_instance())
 
     def apply_application(self, app_config: dict[str, Any], http_options: dict[str, Any]) -> None:
         self.apply_applications([app_config], set(), http_options)

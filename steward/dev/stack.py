@@ -140,7 +140,10 @@ class Stack:
             "--backend-store-uri", f"sqlite:///{(self.home / 'mlflow.db').resolve()}",
             "--artifacts-destination", artifacts,
         ]  # fmt: skip
-        self.pids["mlflow"] = self._spawn("mlflow", argv, self.env)
+        # MLflow 3 starts a job runner and huey consumers (five processes) for its server-side jobs, which
+        # Steward never uses; on two cores they compete with Ray at start-up.
+        env = {**self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.pids["mlflow"] = self._spawn("mlflow", argv, env)
 
     def write_token(self) -> None:
         """Create the Ray token file readable by this user only from its first byte (no chmod afterwards)."""

@@ -121,3 +121,35 @@ def test_a_burst_of_passes_waiting_on_a_miss_makes_one_read() -> None:
     for thread in threads:
         thread.join(10)
     assert slow_gets == 1
+
+
+def test_a_read_overtaken_by_our_write_is_not_shared() -> None:
+    """A pass that read the list just before another thread's write must not make every other pass see the
+    cluster as it was before that write for the next max_age_s."""
+    dashboard, snapshots, clock = Dashboard(), ListSnapshots(), Clock()
+    reading, release = threading.Event(), threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        reading.set()
+        release.wait(5)
+        return dashboard(request)
+
+    ray = RayServeClient(ADDRESS, transport=httpx.MockTransport(slow), snapshots=snapshots, clock=clock)
+    observer = threading.Thread(target=ray.applications)
+    observer.start()
+    assert reading.wait(5)
+    snapshots.invalidate(ADDRESS)  # what a write does when it is done
+    release.set()
+    observer.join(10)
+    ray.applications()
+    assert dashboard.gets == 2
+
+
+def test_a_shared_list_is_parsed_once_and_each_caller_gets_its_own_mapping() -> None:
+    dashboard, snapshots, clock = Dashboard(), ListSnapshots(), Clock()
+    ray = client(dashboard, snapshots, clock)
+    first = ray.applications()
+    first.pop("a")
+    second, third = ray.applications(), ray.applications()
+    assert set(second) == {"a"} and second["a"] is third["a"]  # the same parsed application, not re-parsed
+    assert dashboard.gets == 1
