@@ -13,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +62,8 @@ RECORDER_TIMEOUT_S = 10.0
 # A slow or stuck challenger must not pile up mirrored calls (each holding its payload) without bound. At 64,
 # a burst of 100 requests to a challenger still warming up already lost mirrors on two cores.
 MAX_SHADOW_IN_FLIGHT = 256
+# A version's first answers through each router replica are counted but kept out of the latency figures.
+WARMUP_ANSWERS = 5
 SHADOW_TIMEOUT_S = 30.0
 
 
@@ -74,6 +76,19 @@ class ModelVersion:
         self.version = version
         # A load failure raises here; Ray Serve then reports DEPLOY_FAILED with this message.
         self.model = mlflow.pyfunc.load_model(model_uri)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Score the model's logged input example once before taking traffic, so that the first callers do
+        not pay for lazy imports and caches. A model without one, or one that fails on it, still serves: its
+        live answers are what the rollout judges."""
+        example = self.model.input_example
+        if example is None:
+            return
+        try:
+            self.model.predict(example)
+        except Exception as exc:  # noqa: BLE001 - judged on live traffic, not on its example
+            log.warning("version %s: warm-up on the logged input example failed: %s", self.version, exc)
 
     def predict(self, payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
         answer = score(self.model, payload, request_id, with_proba)
@@ -129,6 +144,7 @@ class Router:
         self._shadow_tasks: set[asyncio.Task[None]] = set()
         self._shadow_saturated = False
         self._capture = RouterCapture(deployment)
+        self._answered: Counter[tuple[str, bool]] = Counter()
 
     # ------------------------------------------------------------------------------------------ config
 
@@ -149,7 +165,18 @@ class Router:
             for version, app in config.versions.items()
         }
         self._capture.reconfigure(config.capture, config.store_uri, _replica_id)
+        # A version that left and comes back warms up again; one gone for good is forgotten.
+        self._answered = Counter({k: n for k, n in self._answered.items() if k[0] in config.versions})
         self._routing = _Routing(config, handles)
+
+    def _warm(self, version: str, latency_ms: float, shadow: bool = False) -> float | None:
+        """The latency to measure, or None for one of a version's first answers through this replica: those
+        include the handle's first routing to a new replica and the replica's first calls (lazy imports,
+        caches), a cold start paid once, which would otherwise fail a healthy canary's latency gate against a
+        warm stable version. The answers still count as requests, errors and rejections."""
+        key = (version, shadow)
+        self._answered[key] += 1
+        return latency_ms if self._answered[key] > WARMUP_ANSWERS else None
 
     # ---------------------------------------------------------------------------------------- requests
 
@@ -196,7 +223,7 @@ class Router:
             with_proba = self._capture.wants(config.capture, rid)
             answer = await self._call_version(routing, version, payload, rid, with_proba)
             latency_ms = (time.perf_counter() - started) * 1000
-            self._pending.observe(version, answer.status, latency_ms)
+            self._pending.observe(version, answer.status, self._warm(version, latency_ms))
             primary.set_result((answer, latency_ms))
         finally:
             # The caller may go away mid-call (cancellation): the mirrored call must not wait for it.
@@ -273,7 +300,9 @@ class Router:
                     ErrorCode.VERSION_UNAVAILABLE, f"model version {shadow_version} did not answer in time"
                 )
             shadow_ms = (time.perf_counter() - started) * 1000
-            self._pending.observe(shadow_version, answer.status, shadow_ms, shadow=True)
+            self._pending.observe(
+                shadow_version, answer.status, self._warm(shadow_version, shadow_ms, shadow=True), shadow=True
+            )
             outcome = await primary
             if outcome is None or outcome[0].status != 200:
                 # The caller got no prediction to compare with: counted as shadow traffic, not as a pair.

@@ -203,13 +203,15 @@ class VersionCounts:
     rejected: int = 0
     latency_ms_buckets: list[int] = field(default_factory=_empty_buckets)
 
-    def observe(self, status: int, latency_ms: float) -> None:
+    def observe(self, status: int, latency_ms: float | None) -> None:
+        """`latency_ms` None: counted, but not in the latency histogram (a warm-up answer)."""
         self.requests += 1
         if status >= 500:
             self.errors += 1
         elif status >= 400:
             self.rejected += 1
-        self.latency_ms_buckets[latency_bucket(latency_ms)] += 1
+        if latency_ms is not None:
+            self.latency_ms_buckets[latency_bucket(latency_ms)] += 1
 
     def add(self, other: VersionCounts) -> None:
         self.requests += other.requests
@@ -256,7 +258,7 @@ class Counts:
     # None until a router with capture configured reports.
     capture: CaptureCounts | None = None
 
-    def observe(self, version: str, status: int, latency_ms: float, *, shadow: bool = False) -> None:
+    def observe(self, version: str, status: int, latency_ms: float | None, *, shadow: bool = False) -> None:
         counts = self.shadow if shadow else self.live
         counts.setdefault(version, VersionCounts()).observe(status, latency_ms)
 

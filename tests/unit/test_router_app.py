@@ -184,6 +184,29 @@ async def test_answers_carry_the_version_and_are_counted(versions):
     assert (figures.live["2"].requests, set(figures.live)) == (1, {"2"})
 
 
+async def test_a_versions_first_answers_are_counted_but_kept_out_of_its_latency(versions):
+    """A cold start is paid once per version and router replica; judged against a warm stable version, it
+    would roll back a healthy canary on latency alone."""
+    router = make_router(FakeRecorder(), {"1": 0, "2": 100})
+    for _ in range(serving_app.WARMUP_ANSWERS + 3):
+        await call(router, request("POST", body=RECORD))
+    figures = (await stats(router)).live["2"]
+    assert figures.requests == serving_app.WARMUP_ANSWERS + 3
+    assert sum(figures.latency_ms_buckets) == 3
+    # Errors among the first answers still count: a failing canary is never excused as warming up.
+    versions["1"].error = RuntimeError("actor died")
+    router.reconfigure(
+        {
+            "versions": {"1": "ns-scorer.v1", "2": "ns-scorer.v2"},
+            "weights": {"1": 100},
+            "access": ACCESS.model_dump(),
+        }
+    )
+    await call(router, request("POST", body=RECORD))
+    figures = (await stats(router)).live["1"]
+    assert (figures.requests, figures.errors, sum(figures.latency_ms_buckets)) == (1, 1, 0)
+
+
 async def test_a_version_that_cannot_answer_gets_a_503_and_an_error_count(versions):
     versions["1"].error = RuntimeError("actor died")
     router = make_router(FakeRecorder(), {"1": 100})
