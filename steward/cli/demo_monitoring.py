@@ -19,7 +19,7 @@ from steward.api.manifests import load_manifests
 from steward.api.monitoring import MonitorResultSummary, MonitorVerdict
 from steward.api.rollout import Outcome
 from steward.cli.common import stamped
-from steward.cli.demo_rollout import watch_rollout
+from steward.cli.demo_rollout import expect, watch_rollout
 from steward.cli.demo_traffic import LiveClient
 from steward.dev.stack import Stack
 from steward.dev.store import LocalStore, StoredObject
@@ -173,6 +173,7 @@ def fairness_chapter(scene: Scene) -> None:
     )
     console.print(f"   traffic answered (version, HTTP status: count): {scene.client.summary()}")
     client.set_registered_model_alias(MODEL, "champion", stable)
+    expect(obj, Outcome.ROLLED_BACK, "monitor fairness")
     console.print(f"   moved @champion back to version {stable}, which kept serving throughout")
 
 
@@ -181,24 +182,35 @@ def quality_chapter(scene: Scene) -> None:
     from steward.cli.monitor import print_status
 
     console, stable = scene.console, scene.stable()
-    outcomes = scene.client.outcomes()
-    path = scene.stack.home / "outcomes" / f"outcomes-{datetime.now(UTC):%Y%m%dT%H%M%S}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    outcomes.to_csv(path, index=False)
-    console.print(
-        f"\n[bold]5. Quality[/]: the true outcomes of {len(outcomes)} answered requests are known; "
-        f"`steward feedback {scene.name} -f {path}`:"
-    )
-    feedback(scene.name, path, namespace=scene.namespace, store=None, home=scene.stack.home)
-    fed_at = datetime.now(UTC)
-    result = wait_for_result(
-        scene,
-        "quality",
-        stable,
-        fed_at,
-        lambda r: r.verdict in (MonitorVerdict.PASS, MonitorVerdict.BREACH) and r.labelled_rows > 0,
-        timeout_s=240,
-    )
+    deadline = time.monotonic() + 300
+    first = True
+    while True:
+        # Outcomes keep arriving while traffic flows (as a bank's do, daily): each round feeds those of the
+        # requests answered since the last, until a window judged after them holds enough labelled rows.
+        outcomes = scene.client.outcomes()
+        path = scene.stack.home / "outcomes" / f"outcomes-{datetime.now(UTC):%Y%m%dT%H%M%S}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        outcomes.to_csv(path, index=False)
+        if first:
+            console.print(
+                f"\n[bold]5. Quality[/]: the true outcomes of {len(outcomes)} answered requests are known; "
+                f"`steward feedback {scene.name} -f {path}`:"
+            )
+        feedback(scene.name, path, namespace=scene.namespace, store=None, home=scene.stack.home)
+        first = False
+        try:
+            result = wait_for_result(
+                scene,
+                "quality",
+                stable,
+                datetime.now(UTC),
+                lambda r: r.verdict in (MonitorVerdict.PASS, MonitorVerdict.BREACH) and r.labelled_rows > 0,
+                timeout_s=max(1.0, min(30.0, deadline - time.monotonic())),
+            )
+            break
+        except SystemExit:
+            if time.monotonic() >= deadline:
+                raise
     table = Table(
         title=f"quality of version {stable}: {result.labelled_rows} of {result.rows} requests labelled",
         header_style="bold",

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.live import Live
 
+from steward.api.rollout import Outcome
 from steward.cli.demo_traffic import LiveClient
 from steward.cli.rollout_view import rollout_view
 from steward.dev.credit_model import register, register_faulty
@@ -33,6 +34,17 @@ def watch_rollout(
     raise SystemExit(f"the rollout of {namespace}/{name} did not finish within {timeout_s:.0f}s")
 
 
+def expect(obj: StoredObject, outcome: Outcome, reason_has: str = "") -> None:
+    """The demo tells a story; a run where it did not happen says so and fails, rather than print on."""
+    last = obj.status.rollout_history[-1]
+    if last.outcome != outcome or reason_has not in last.reason:
+        raise SystemExit(
+            f"the demo expected version {last.to_version} to be {outcome.value}"
+            + (f" ({reason_has!r} in the reason)" if reason_has else "")
+            + f", but it was {last.outcome.value}: {last.reason}"
+        )
+
+
 def promote_and_break(stack: Stack, store: LocalStore, namespace: str, name: str, console: Console) -> None:
     from mlflow import MlflowClient
 
@@ -49,6 +61,7 @@ def promote_and_break(stack: Stack, store: LocalStore, namespace: str, name: str
         console.print(f"\n[bold]1. Canary[/]: registered version {good} and moved @champion to it")
         obj = watch_rollout(store, namespace, name, before, console, timeout_s=300)
         console.print(f"\n   traffic answered meanwhile (version, HTTP status: count): {traffic.summary()}")
+        expect(obj, Outcome.PROMOTED)
 
         with console.status("registering a version that fails on 30% of its inputs..."):
             broken = register_faulty(stack.tracking_uri, MODEL, error_share=0.3, n=2000, seed=9)
@@ -59,6 +72,7 @@ def promote_and_break(stack: Stack, store: LocalStore, namespace: str, name: str
         )
         obj = watch_rollout(store, namespace, name, before, console, timeout_s=300)
         console.print(f"\n   traffic answered meanwhile (version, HTTP status: count): {traffic.summary()}")
+        expect(obj, Outcome.ROLLED_BACK, "error rate")
     # The alias still names the version that failed; Steward will not retry it until the alias moves.
     stable = obj.status.stable.version if obj.status.stable else good
     client.set_registered_model_alias(MODEL, "champion", stable)
