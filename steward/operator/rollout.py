@@ -14,15 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from pydantic import ValidationError
 
 from steward.api.model_deployment import ModelDeployment, StableVersion
 from steward.api.rollout import (
     MAX_ROLLOUT_HISTORY,
-    MAX_WINDOWS_IN_STATUS,
-    ROLLOUT_COMMAND_ANNOTATION,
     ActiveRollout,
     Outcome,
     RolloutCommand,
@@ -31,25 +26,19 @@ from steward.api.rollout import (
     RolloutState,
     RolloutStep,
     RolloutTarget,
-    Strategy,
-    Verdict,
-    WindowResult,
     duration_s,
 )
-from steward.api.serve_app import ROUTER_DEPLOYMENT, RouterConfig, ShadowConfig, TrafficStats
-from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, RecordDraft
-from steward.operator.actions import EventType, PostEvent
-from steward.operator.analysis import canary_requests, judge_window
-from steward.operator.audit_drafts import actor_of, deployment_ref, requester
-from steward.operator.monitor_gate import monitor_gate
+from steward.api.serve_app import TrafficStats
+from steward.audit.records import OPERATOR_ACTOR, AuditAction, RecordDraft
+from steward.operator.actions import PostEvent
+from steward.operator.audit_drafts import actor_of, requester
 from steward.operator.monitoring import FailCanary, RollbackPromotion
-from steward.operator.observations import Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.observations import Problem, ResolvedModel, ServeApps
 from steward.operator.revert import finish_revert, start_revert
+from steward.operator.rollout_analysis import AnalysisSteps
+from steward.operator.rollout_machine import FINISHING
+from steward.operator.rollout_plan import command_id, pending_command, router_weights, traffic_plan
 from steward.operator.serve_config import TrafficPlan
-
-FINISHING = (RolloutState.PROMOTING, RolloutState.ROLLING_BACK)
-# A window with fewer than minRequests stays open up to this many intervals before it is judged inconclusive.
-LOW_TRAFFIC_WINDOW_EXTENSION = 5
 
 
 @dataclass
@@ -78,154 +67,8 @@ def _stable_from(target: RolloutTarget) -> StableVersion:
     )
 
 
-def traffic_plan(md: ModelDeployment, stable: StableVersion, r: ActiveRollout | None) -> TrafficPlan:
-    """Which versions run and who gets what share, for each state."""
-    if r is None:
-        return TrafficPlan.single(stable.version, stable.model_uri)
-    spec = md.spec.rollout
-    new, old = r.canary.version, stable.version
-    versions = {old: stable.model_uri, new: r.canary.model_uri}
-    if r.state == RolloutState.PROMOTING:
-        return TrafficPlan(versions, {old: 0, new: 100}, stickiness=spec.stickiness)
-    if r.state in (RolloutState.WARMING, RolloutState.ROLLING_BACK):
-        return TrafficPlan(versions, {old: 100, new: 0}, stickiness=spec.stickiness)
-    shadow = None
-    mirrors = r.strategy == Strategy.SHADOW or spec.analysis.max_disagreement is not None
-    if mirrors and spec.shadow_percent > 0:
-        shadow = ShadowConfig(version=new, percent=spec.shadow_percent)
-    return TrafficPlan(versions, {old: 100 - r.weight, new: r.weight}, shadow, spec.stickiness)
-
-
-def router_weights(serve: ServeApps) -> dict[str, int] | None:
-    """The weights the router was last configured with, as Ray reports its deployed config."""
-    config = serve.router.deployed_config if serve.router else None
-    for deployment in (config or {}).get("deployments") or []:
-        if deployment.get("name") == ROUTER_DEPLOYMENT and deployment.get("user_config"):
-            try:
-                return dict(RouterConfig.model_validate(deployment["user_config"]).weights)
-            except ValidationError:
-                return None
-    return None
-
-
-def pending_command(md: ModelDeployment, handled: str | None) -> RolloutCommand | str | None:
-    """The manual command not yet acted on; a string says why the annotation could not be read."""
-    raw = md.metadata.annotations.get(ROLLOUT_COMMAND_ANNOTATION)
-    if not raw:
-        return None
-    try:
-        command = RolloutCommand.model_validate_json(raw)
-    except ValidationError as exc:
-        return f"ignored the {ROLLOUT_COMMAND_ANNOTATION} annotation: {exc.errors()[0]['msg']}"
-    return None if command.id == handled else command
-
-
-def _command_id(md: ModelDeployment) -> str | None:
-    command = pending_command(md, None)
-    return command.id if isinstance(command, RolloutCommand) else None
-
-
-class _Machine:
+class _Machine(AnalysisSteps):
     """One pass of the state machine over a working copy of the rollout."""
-
-    def __init__(
-        self,
-        md: ModelDeployment,
-        r: ActiveRollout,
-        stable: StableVersion,
-        serve: ServeApps,
-        traffic: TrafficStats | Problem | None,
-        now: datetime,
-        drain_s: float,
-    ) -> None:
-        self.md, self.r, self.stable, self.serve, self.traffic = md, r, stable, serve, traffic
-        self.now, self.drain_s = now, drain_s
-        # A revert goes straight back once the earlier version is warm: no steps to earn.
-        self.steps: tuple[RolloutStep, ...] = () if r.revert_reason else md.spec.rollout.effective_steps
-        self.drafts: list[RecordDraft] = []
-        self.events: list[PostEvent] = []
-        # Why a command was not followed: shown ahead of whatever the pass says next.
-        self.note = ""
-
-    # ------------------------------------------------------------------ records
-    @property
-    def cause(self) -> str:
-        return f"rollout:{self.r.canary.version}:{self.r.started_at.isoformat()}"
-
-    def record(
-        self,
-        action: AuditAction,
-        reason: str,
-        cause: str,
-        actor: str = OPERATOR_ACTOR,
-        evidence: dict[str, Any] | None = None,
-        prefix: str | None = None,
-    ) -> None:
-        self.drafts.append(
-            RecordDraft(
-                deployment=deployment_ref(self.md),
-                actor=actor,
-                action=action,
-                model=ModelVersions(
-                    name=self.md.spec.model.name,
-                    from_version=self.r.from_version,
-                    to_version=self.r.canary.version,
-                ),
-                reason=reason,
-                evidence={
-                    "strategy": self.r.strategy.value,
-                    "step": self.r.step_index,
-                    "weight": self.r.weight,
-                    **(evidence or {}),
-                },
-                cause=f"{prefix or self.cause}:{cause}",
-            )
-        )
-
-    def event(self, reason: str, message: str, warning: bool = False) -> None:
-        self.events.append(PostEvent(EventType.WARNING if warning else EventType.NORMAL, reason, message))
-
-    def update(self, **changes: Any) -> None:
-        self.r = self.r.model_copy(update=changes)
-
-    # ------------------------------------------------------------------ transitions
-    def finish(self, state: RolloutState, outcome: Outcome, reason: str, actor: str = OPERATOR_ACTOR) -> None:
-        """Move all traffic at once, to the new version or back to stable; the other goes after a drain."""
-        self.update(
-            state=state,
-            outcome=outcome,
-            outcome_reason=reason,
-            outcome_actor=actor,
-            switched_at=None,
-            message=reason,
-            window_started_at=None,
-            window_baseline=None,
-        )
-        if state == RolloutState.ROLLING_BACK:
-            self.event(
-                "RollingBack",
-                f"all traffic back to version {self.r.from_version}: {reason}",
-                warning=outcome == Outcome.ROLLED_BACK,
-            )
-        else:
-            self.event("Promoting", f"all traffic to version {self.r.canary.version}: {reason}")
-
-    def advance_step(self) -> None:
-        self.update(
-            step_index=self.r.step_index + 1,
-            step_started_at=self.now,
-            passed_windows=0,
-            failed_windows=0,
-            window_started_at=None,
-            window_baseline=None,
-        )
-
-    def pause(self, message: str) -> None:
-        self.update(state=RolloutState.PAUSED, message=message, window_started_at=None, window_baseline=None)
-        self.event("RolloutPaused", message)
-
-    def new_version_state(self) -> ServeState | None:
-        return self.serve.versions.get(self.r.canary.version)
 
     # ------------------------------------------------------------------ commands
     def apply_command(self, command: RolloutCommand) -> None:
@@ -334,117 +177,6 @@ class _Machine:
                 if not self.run_analysis(step):
                     return
 
-    def run_analysis(self, step: RolloutStep) -> bool:
-        """Open, judge or keep waiting on an analysis window; True when the step is complete."""
-        analysis = self.md.spec.rollout.analysis
-        needed = (
-            step.analysis.windows if step.analysis and step.analysis.windows else None
-        ) or analysis.windows
-        where = f"step {self.r.step_index + 1}/{len(self.steps)}: analysis"
-        gate = monitor_gate(self.md, self.r.canary.version, self.r.step_started_at)
-        if gate.failed is not None:
-            self.finish(RolloutState.ROLLING_BACK, Outcome.ROLLED_BACK, gate.failed)
-            return False
-        if not isinstance(self.traffic, TrafficStats):
-            why = self.traffic.message if isinstance(self.traffic, Problem) else "not read yet"
-            self.update(message=f"{where} waits for the router's traffic figures ({why})")
-            return False
-        if self.r.window_started_at is None or self.r.window_baseline is None:
-            self.update(
-                window_started_at=self.now,
-                window_baseline=self.traffic.model_dump_json(),
-                message=f"{where}: window 1 of {needed} opened",
-            )
-            return False
-        baseline = TrafficStats.model_validate_json(self.r.window_baseline)
-        if baseline.recorder_id != self.traffic.recorder_id:
-            self.update(
-                window_started_at=self.now,
-                window_baseline=self.traffic.model_dump_json(),
-                message=f"{where}: the router's counters restarted; window reopened",
-            )
-            return False
-        elapsed = (self.now - self.r.window_started_at).total_seconds()
-        number = self.r.passed_windows + self.r.failed_windows + 1
-        if elapsed < analysis.interval_s:
-            self.update(
-                message=f"{where}: measuring window {number} ({elapsed:.0f}/{analysis.interval_s:.0f}s)"
-            )
-            return False
-        seen = canary_requests(self.r.strategy, self.r.canary.version, baseline, self.traffic)
-        if seen < analysis.min_requests and elapsed < LOW_TRAFFIC_WINDOW_EXTENSION * analysis.interval_s:
-            # Too few requests to judge is a fact about traffic, not about the version: keep the window open
-            # (bounded) rather than pause the rollout for a person on every quiet minute.
-            self.update(
-                message=f"{where}: window {number} has {seen} of {analysis.min_requests} requests after "
-                f"{elapsed:.0f}s; kept open up to {LOW_TRAFFIC_WINDOW_EXTENSION * analysis.interval_s:.0f}s"
-            )
-            return False
-        judgement = judge_window(
-            analysis, self.r.strategy, self.r.canary.version, self.stable.version, baseline, self.traffic
-        )
-        result = WindowResult(
-            started_at=self.r.window_started_at,
-            ended_at=self.now,
-            verdict=judgement.verdict,
-            summary=judgement.summary,
-            canary=judgement.canary,
-            stable=judgement.stable,
-            disagreement=judgement.disagreement,
-            compared=judgement.compared,
-        )
-        self.update(
-            windows=[*self.r.windows, result][-MAX_WINDOWS_IN_STATUS:],
-            window_started_at=self.now,
-            window_baseline=self.traffic.model_dump_json(),
-        )
-        self.record(
-            AuditAction.ANALYSIS_VERDICT,
-            f"{judgement.verdict.value}: {judgement.summary}",
-            f"window-{result.started_at.isoformat()}",
-            evidence={
-                "window": result.model_dump(mode="json", by_alias=True),
-                "thresholds": analysis.model_dump(mode="json", by_alias=True, exclude_none=True),
-            },
-        )
-        if judgement.verdict == Verdict.INCONCLUSIVE:
-            self.pause(
-                f"{where} inconclusive: {judgement.summary}; `steward resume` measures again, "
-                "`steward promote` or `steward abort` decide"
-            )
-            return False
-        if judgement.verdict == Verdict.FAIL:
-            failed = self.r.failed_windows + 1
-            self.update(failed_windows=failed)
-            if failed > analysis.failure_limit:
-                self.finish(
-                    RolloutState.ROLLING_BACK, Outcome.ROLLED_BACK, f"analysis failed: {judgement.summary}"
-                )
-                return False
-            self.event(
-                "AnalysisFailed",
-                f"{judgement.summary} ({failed} of {analysis.failure_limit} failures tolerated)",
-                warning=True,
-            )
-            self.update(
-                message=f"{where}: window failed ({judgement.summary}); "
-                f"{failed}/{analysis.failure_limit} failures tolerated"
-            )
-            return False
-        passed = self.r.passed_windows + 1
-        self.update(
-            passed_windows=passed,
-            message=f"{where}: {passed}/{needed} window(s) passed ({judgement.summary})",
-        )
-        if passed >= needed and gate.waiting is not None:
-            self.update(message=f"{where}: {passed}/{needed} window(s) passed; {gate.waiting}")
-            return False
-        if passed >= needed:
-            self.advance_step()
-            return True
-        return False
-
-    # ------------------------------------------------------------------ the pass
     def run(self, target: ResolvedModel) -> None:
         r = self.r
         command = pending_command(self.md, r.handled_command)
@@ -542,7 +274,7 @@ def start_rollout(
         step_count=len(spec.effective_steps),
         step_started_at=now,
         # A command written before this rollout began belongs to an earlier one.
-        handled_command=_command_id(md),
+        handled_command=command_id(md),
     )
 
 

@@ -18,7 +18,7 @@ from steward.api.rollout import ActiveRollout, RolloutCommand, RolloutState, Rol
 from steward.api.serve_app import VersionArgs
 from steward.operator.actions import EventType, PostEvent
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps
-from steward.operator.rollout import pending_command, router_weights
+from steward.operator.rollout_plan import pending_command, router_weights
 from steward.operator.status import derive_phase, find, set_condition
 
 
