@@ -12,14 +12,16 @@ import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import typer
 from rich.markup import escape
 
 from steward.api.monitoring import OutcomeColumn, outcomes_prefix
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, fail
+
+if TYPE_CHECKING:  # pandas costs seconds to import: every steward command would pay for it
+    import pandas as pd
 
 STORE_ENV = "STEWARD_MONITORING_URI"
 MAX_ROWS_NAMED = 5
@@ -37,6 +39,8 @@ def _rows(mask: pd.Series) -> str:
 
 
 def read_outcomes(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
@@ -52,6 +56,8 @@ def read_outcomes(path: Path) -> pd.DataFrame:
 
 
 def validated(frame: pd.DataFrame, received_at: datetime) -> pd.DataFrame:
+    import pandas as pd
+
     """The outcomes as the store keeps them (OutcomeColumn columns), or an OutcomeError naming the problem."""
     required = [OutcomeColumn.REQUEST_ID, OutcomeColumn.LABEL]
     missing = [c for c in required if c not in frame.columns]
