@@ -45,6 +45,7 @@ from steward.dev.stack import Stack
 from steward.operator.config import OperatorConfig
 from steward.operator.reconciler import with_router_secret
 from steward.operator.serve_config import TrafficPlan, app_name, plan_serve_apps
+from steward.serving.app import WARMUP_ANSWERS
 from steward.serving.capture import keyed_hash
 from steward.serving.scoring import MAX_BODY_BYTES
 from steward.serving.traffic import choose_version
@@ -474,6 +475,11 @@ def test_a_failing_version_shows_its_error_rate(serving: Serving) -> None:
 
 def test_a_slow_version_lands_in_its_latency_buckets(serving: Serving) -> None:
     serving.route({"4"}, {"4": 100})
+    # A version's first answers through the (one) router replica are counted, not timed: its cold start.
+    start = serving.stats()
+    assert all(serving.predict(r).status_code == 200 for r in applicant_records(WARMUP_ANSWERS, seed=17))
+    warming = delta(start, serving.stats(), "live", "4")
+    assert (warming["requests"], sum(warming["buckets"])) == (WARMUP_ANSWERS, 0)
     records = applicant_records(30, seed=18)
     before = serving.stats()
     answers = [serving.predict(r) for r in records]
