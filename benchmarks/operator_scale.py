@@ -8,8 +8,8 @@ The operator runs as in its container (Kopf, `steward.operator.handlers`) in a p
 kmock's Kubernetes emulator, a fake Ray dashboard and a fake MLflow registry, both small aiohttp apps on
 127.0.0.1 in this process that answer what `steward/adapters/ray_serve.py` and `mlflow_registry.py` call and
 count their calls. Measured: the first start (every object created, none with a status, until all are Ready);
-then, for each arm (by default a Ray list read on every pass, STEWARD_RAY_LIST_MAX_AGE_S=0, the behaviour
-before the shared list, against the default), a restart (resuming the objects, until each has been passed
+then, for each arm (by default a Ray list read on every pass, STEWARD_RAY_LIST_MAX_AGE_S=0, the default,
+against a list shared for 15 s), a restart (resuming the objects, until each has been passed
 once: its model resolved in MLflow), then at steady state over `--steady-s`: the operator's CPU (cores)
 and RSS, and calls per second to Kubernetes, Ray and MLflow; then spec changes, one object at a time, and
 the time until each reached Ray (p50, p99).
@@ -371,7 +371,7 @@ def run(
     objects: int = 500, steady_s: float = 60, changes: int = 10, arms: list[float | None] | None = None
 ) -> dict[str, Any]:
     load = os.getloadavg()[0]
-    result = asyncio.run(measure(objects, steady_s, changes, [0.0, None] if arms is None else arms))
+    result = asyncio.run(measure(objects, steady_s, changes, [0.0, 15.0] if arms is None else arms))
     result["load_avg_1m"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -388,7 +388,7 @@ def main() -> None:
         type=float,
         action="append",
         default=None,
-        help="STEWARD_RAY_LIST_MAX_AGE_S of an arm (repeatable); default: 0 (a read per pass), then unset",
+        help="STEWARD_RAY_LIST_MAX_AGE_S of an arm (repeatable); default: 0 (a read per pass), then 15",
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

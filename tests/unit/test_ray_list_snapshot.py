@@ -99,7 +99,7 @@ def test_no_sharing_when_the_max_age_is_zero() -> None:
         ray.applications()
     assert dashboard.gets == 3
     assert list_max_age_from_env({"STEWARD_RAY_LIST_MAX_AGE_S": "0"}) == 0
-    assert list_max_age_from_env({}) == 15
+    assert list_max_age_from_env({}) == 0  # off unless asked for: see DEFAULT_LIST_MAX_AGE_S
 
 
 def test_a_burst_of_passes_waiting_on_a_miss_makes_one_read() -> None:
@@ -113,7 +113,9 @@ def test_a_burst_of_passes_waiting_on_a_miss_makes_one_read() -> None:
         release.wait(5)
         return dashboard(request)
 
-    ray = RayServeClient(ADDRESS, transport=httpx.MockTransport(slow), snapshots=snapshots, clock=clock)
+    ray = RayServeClient(
+        ADDRESS, transport=httpx.MockTransport(slow), snapshots=snapshots, clock=clock, list_max_age_s=15
+    )
     threads = [threading.Thread(target=ray.applications) for _ in range(8)]
     for thread in threads:
         thread.start()
