@@ -18,7 +18,8 @@ from steward.operator.monitoring import JobObservation, JobState
 log = logging.getLogger(__name__)
 
 MAX_PROBLEM_CHARS = 2000
-_STATES = {
+# Ray's job states as the pure core knows them (monitor and training jobs alike).
+JOB_STATES = {
     JobStatus.PENDING: JobState.RUNNING,
     JobStatus.RUNNING: JobState.RUNNING,
     JobStatus.SUCCEEDED: JobState.SUCCEEDED,
@@ -67,7 +68,7 @@ class MonitorJobs:
             return JobObservation(JobState.FAILED, problem=exc.message[:MAX_PROBLEM_CHARS])
         if ray_job is None:
             return JobObservation(JobState.MISSING if result is None else JobState.SUCCEEDED, result)
-        state = _STATES[ray_job.status]
+        state = JOB_STATES[ray_job.status]
         problem = ""
         if state == JobState.FAILED and result is None:
             tail = client.logs(submission_id)[-MAX_PROBLEM_CHARS:]

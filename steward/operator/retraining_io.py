@@ -13,24 +13,17 @@ from pydantic import ValidationError
 
 from steward.adapters.errors import AdapterError
 from steward.adapters.monitoring_store import MAX_RESULT_BYTES, MonitoringStore
-from steward.adapters.ray_jobs import JobRequest, JobStatus, RayJobsClient
+from steward.adapters.ray_jobs import JobRequest, RayJobsClient
 from steward.api.model_deployment import ModelDeployment
 from steward.api.retraining import MAX_LOG_TAIL_CHARS, RetrainingState, TrainingResult
 from steward.audit.store import StoreUnavailable
 from steward.audit.trail import AuditTrail
 from steward.operator.actions import StopTrainingJob, SubmitTrainingJob
 from steward.operator.monitoring import JobState
+from steward.operator.monitoring_io import JOB_STATES
 from steward.operator.retraining import RetrainingObservation, StoredRecord, TrainingJobObservation
 
 log = logging.getLogger(__name__)
-
-_STATES = {
-    JobStatus.PENDING: JobState.RUNNING,
-    JobStatus.RUNNING: JobState.RUNNING,
-    JobStatus.SUCCEEDED: JobState.SUCCEEDED,
-    JobStatus.FAILED: JobState.FAILED,
-    JobStatus.STOPPED: JobState.FAILED,
-}
 
 
 class TrainingJobs:
@@ -92,7 +85,7 @@ class TrainingJobs:
             return TrainingJobObservation(JobState.FAILED, problem=corrupt)
         if ray_job is None:
             return TrainingJobObservation(JobState.MISSING if result is None else JobState.SUCCEEDED, result)
-        state = _STATES[ray_job.status]
+        state = JOB_STATES[ray_job.status]
         problem = ""
         if state == JobState.FAILED and result is None:
             tail = client.logs(submission_id)[-MAX_LOG_TAIL_CHARS:]
