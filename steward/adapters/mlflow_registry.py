@@ -111,6 +111,32 @@ class MlflowRegistry:
                 f"MLflow refused to tag {name} v{version} ({response.status_code}): {response.text[:300]}"
             )
 
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        """Point `alias` at `version` (MLflow moves an existing alias; setting it again changes nothing)."""
+        path = "/registered-models/alias"
+        response = self._send("POST", path, json={"name": name, "alias": alias, "version": version})
+        self._json(response, path)
+        if response.status_code >= 400:
+            raise Rejected(
+                f"MLflow refused to point @{alias} of {name} at version {version} ({response.status_code}): "
+                f"{response.text[:300]}"
+            )
+
+    def delete_alias(self, name: str, alias: str, if_version: str) -> bool:
+        """Remove `alias` if it names `if_version`; False when it named another version or none."""
+        path = "/registered-models/alias"
+        body = self._get(path, {"name": name, "alias": alias})
+        current = (body or {}).get("model_version") or {}
+        if str(current.get("version")) != if_version:
+            return False
+        response = self._send("DELETE", path, params={"name": name, "alias": alias})
+        answer = self._json(response, path)
+        if response.status_code >= 400 and not _says_missing(path, answer):
+            raise Rejected(
+                f"MLflow refused to remove @{alias} of {name} ({response.status_code}): {response.text[:300]}"
+            )
+        return True
+
     def versions(self, name: str) -> list[str]:
         """Versions of `name`, newest first (at most 50, enough to tell a user what exists)."""
         quoted = name.replace("'", "\\'")

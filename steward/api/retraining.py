@@ -31,6 +31,8 @@ MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$"
 # could not be counted from status alone.
 MAX_RUNS_IN_STATUS = 10
 MAX_LOG_TAIL_CHARS = 2000
+# An MLflow registry alias: letters, digits, '_' and '-' (MLflow refuses `v<number>` and `latest`).
+ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,99}$"
 
 
 class Approval(StrEnum):
@@ -130,6 +132,14 @@ class RetrainingSpec(SpecModel):
         Approval.MANUAL
     )
     evaluation: OfflineEvaluation = OfflineEvaluation()
+    challenger_alias: Annotated[
+        SpecStr,
+        Field(
+            pattern=ALIAS_PATTERN,
+            description="Registry alias Steward sets on a passing candidate while it is canaried (the "
+            "followed alias of spec.model moves to it only when it is promoted).",
+        ),
+    ] = "challenger"
 
 
 # --- the command annotation ---------------------------------------------------------------------------
@@ -215,6 +225,43 @@ class RunOutcome(StrEnum):
     TIMED_OUT = "TimedOut"
 
 
+class CandidateOutcome(StrEnum):
+    """What became of a passing candidate that Steward rolls out (a followed alias, not a pinned version)."""
+
+    PROMOTED = "Promoted"
+    ROLLED_BACK = "RolledBack"
+    ABORTED = "Aborted"
+    # A person moved the followed alias, or pinned a version, before the candidate was promoted.
+    SUPERSEDED = "Superseded"
+    # Never canaried: what it was compared with no longer serves, or a rollout of it failed before.
+    DROPPED = "Dropped"
+    # Promoted, then a `rollback` monitor returned traffic to the version before it.
+    REVERTED = "Reverted"
+
+
+class CandidateRolloutState(StrEnum):
+    # Passed offline; its canary starts in a pass where no other rollout runs.
+    PENDING = "Pending"
+    # Its rollout (spec.rollout) runs; the challenger alias names it.
+    CANARY = "Canary"
+
+
+class CandidateRollout(_Status):
+    """The passing candidate Steward is rolling out."""
+
+    submission_id: str
+    version: str
+    run_id: str | None = None
+    # The version it was compared with offline, serving when it passed; it replaces that one only.
+    from_version: str
+    # The followed alias (spec.model.alias), moved to the candidate only on promotion.
+    alias: str
+    challenger_alias: str
+    state: CandidateRolloutState
+    since: datetime
+    message: str = ""
+
+
 class RetrainingRunRecord(_Status):
     """A finished run."""
 
@@ -228,11 +275,18 @@ class RetrainingRunRecord(_Status):
     candidate_version: str | None = None
     message: str = ""
     log_tail: Annotated[str | None, Field(description="The job's last output, when it failed.")] = None
+    # For a passing candidate Steward rolls out: what became of it, and why.
+    rollout: CandidateOutcome | None = None
+    rollout_message: str | None = None
 
 
 class RetrainingStatus(_Status):
     state: RetrainingState = RetrainingState.IDLE
     current: RetrainingRun | None = None
+    candidate_rollout: Annotated[
+        CandidateRollout | None,
+        Field(description="A passing candidate waiting for, or in, its canary."),
+    ] = None
     runs: Annotated[
         list[RetrainingRunRecord], Field(max_length=MAX_RUNS_IN_STATUS, description="Newest last.")
     ] = []

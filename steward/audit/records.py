@@ -42,6 +42,7 @@ class AuditAction(StrEnum):
     RETRAINING_STARTED = "retraining-started"
     RETRAINING_FINISHED = "retraining-finished"
     CANDIDATE_EVALUATED = "candidate-evaluated"
+    CANDIDATE_ROLLOUT = "candidate-rollout"
 
 
 class DeploymentRef(BaseModel):

@@ -70,6 +70,24 @@ class StopTrainingJob:
 
 
 @dataclass(frozen=True)
+class SetModelAlias:
+    """Point a registry alias at a version (idempotent: setting it again changes nothing)."""
+
+    model: str
+    alias: str
+    version: str
+
+
+@dataclass(frozen=True)
+class DeleteModelAlias:
+    """Remove a registry alias if it still names `if_version` (someone may have moved it since)."""
+
+    model: str
+    alias: str
+    if_version: str
+
+
+@dataclass(frozen=True)
 class PostEvent:
     type: EventType
     reason: str
@@ -91,5 +109,7 @@ Action = (
     | StopMonitorJob
     | SubmitTrainingJob
     | StopTrainingJob
+    | SetModelAlias
+    | DeleteModelAlias
     | PostEvent
 )

@@ -41,6 +41,7 @@ from steward.operator.config import OperatorConfig
 from steward.operator.deletion import DeletionDecision, decide_deletion, deletion_actions
 from steward.operator.monitoring_plan import monitoring_actions, monitoring_decision, requeue_after_s
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
+from steward.operator.retraining_rollout import candidate_step, rollout_target
 from steward.operator.retraining_step import retraining_actions, retraining_decision
 from steward.operator.rollout import RolloutDecision, decide_rollout
 from steward.operator.serve_config import (
@@ -138,6 +139,10 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
     drafts = spec_drafts(md)
     if isinstance(obs.model, ResolvedModel):
         drafts += alias_drafts(md, obs.model)
+    # Before the rollout: a run that ends in this pass may queue its candidate, which the rollout follows.
+    can_act = isinstance(obs.model, ResolvedModel) and isinstance(obs.serve, ServeApps)
+    ret = retraining_decision(md, obs, mon, config, now, can_act)
+    retraining, moved_alias = ret.status, None
 
     if isinstance(obs.model, Problem):
         # What is serving keeps serving, and a rollout holds its step: a registry hiccup or a typo in the
@@ -155,7 +160,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         else:
             outcome = decide_rollout(
                 md,
-                model,
+                rollout_target(md, retraining, model, stable),
                 stable,
                 serve,
                 obs.traffic,
@@ -167,6 +172,12 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
             plan, stable, rollout, history = outcome.plan, outcome.stable, outcome.rollout, outcome.history
             drafts += outcome.drafts
             events += outcome.events
+            candidate = candidate_step(md, retraining, model, outcome, now)
+            retraining, moved_alias = candidate.status, candidate.alias_target
+            # The registry first: a promotion is not served (nor recorded) before the alias names it.
+            actions += candidate.registry
+            drafts += candidate.drafts
+            events += candidate.events
         desired = plan_serve_apps(md, model.name, plan, config)
         stale = frozenset(version_app_name(app_name(md), v) for v in serve.versions if v not in plan.versions)
         if stale or not _in_sync(serve, desired, app_name(md)):
@@ -180,8 +191,6 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         if stable is not None and stable.version in serve.versions:
             ready_replicas = serve.versions[stable.version].ready_replicas
         actions += monitoring_actions(mon, md, address, config)
-    can_act = isinstance(obs.model, ResolvedModel) and isinstance(obs.serve, ServeApps)
-    ret = retraining_decision(md, obs, mon, config, now, can_act)
     actions += retraining_actions(ret, md, address) if can_act else []
     drafts += mon.drafts + ret.drafts
     events += mon.events + ret.events
@@ -194,16 +203,15 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         observed_generation=md.metadata.generation,
         conditions=cond.items,
         stable=stable,
-        alias_target=(
-            alias_target(md, obs.model) if isinstance(obs.model, ResolvedModel) else old.alias_target
-        ),
+        alias_target=moved_alias
+        or (alias_target(md, obs.model) if isinstance(obs.model, ResolvedModel) else old.alias_target),
         endpoint=config.endpoint_for(address, route_prefix(md)),
         serve_application=serve_app,
         ready_replicas=ready_replicas,
         rollout=rollout,
         rollout_history=history,
         monitoring=mon.status,
-        retraining=ret.status,
+        retraining=retraining,
     )
     actions.extend(_transition_events(old.conditions, status.conditions))
     actions.extend(audit_events(old.conditions, status.conditions))

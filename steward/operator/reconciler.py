@@ -35,10 +35,12 @@ from steward.audit.trail import AuditTrail
 from steward.operator.actions import (
     Action,
     ApplyServeApplications,
+    DeleteModelAlias,
     DeleteServeApplication,
     EventType,
     PostEvent,
     RecordAudit,
+    SetModelAlias,
     StopMonitorJob,
     StopTrainingJob,
     SubmitMonitorJob,
@@ -79,6 +81,17 @@ def registry_problem(exc: AdapterError) -> Problem:
     if exc.temporary:
         return Problem(Reason.REGISTRY_UNREACHABLE, exc.message, temporary=True)
     return Problem(Reason.REGISTRY_REJECTED, exc.message, temporary=False)
+
+
+REGISTRY_REASONS = frozenset(
+    {
+        Reason.MODEL_NOT_FOUND,
+        Reason.ALIAS_NOT_FOUND,
+        Reason.VERSION_NOT_FOUND,
+        Reason.REGISTRY_UNREACHABLE,
+        Reason.REGISTRY_REJECTED,
+    }
+)
 
 
 def serve_problem(exc: AdapterError) -> Problem:
@@ -238,7 +251,13 @@ class Reconciler:
         failure = self.execute(decision.actions, post_event)
         if failure is not None:
             # The world refused an action: decide again with that as the observation, so status says why.
-            decision = decide(md, replace(obs, serve=failure, traffic=None), self.config, now)
+            # A registry write that failed is the registry's problem, not Ray's (status names the right one).
+            seen = (
+                replace(obs, model=failure)
+                if failure.reason in REGISTRY_REASONS
+                else replace(obs, serve=failure)
+            )
+            decision = decide(md, replace(seen, traffic=None), self.config, now)
             self.execute([a for a in decision.actions if isinstance(a, (PostEvent, RecordAudit))], post_event)
         audit = self.audit_status(md.key)
         if audit.pending and not decision.retry:
@@ -374,6 +393,10 @@ class Reconciler:
                 elif isinstance(action, StopTrainingJob):
                     self.serve_client(action.ray_address)
                     self.training_jobs.stop(action)
+                elif isinstance(action, SetModelAlias):
+                    self.registry.set_alias(action.model, action.alias, action.version)
+                elif isinstance(action, DeleteModelAlias):
+                    self.registry.delete_alias(action.model, action.alias, action.if_version)
                 elif isinstance(action, RecordAudit):
                     new = [action.draft] if self.trail is None else self.trail.record([action.draft])
                     for draft in new:  # mirrored once per record, not once per replay
@@ -382,5 +405,7 @@ class Reconciler:
                     post_event(action.type, action.reason, action.message)
             except AdapterError as exc:
                 log.warning("action %s failed: %s", type(action).__name__, exc.message)
+                if isinstance(action, (SetModelAlias, DeleteModelAlias)):
+                    return registry_problem(exc)
                 return serve_problem(exc)
         return None

@@ -7,8 +7,9 @@ Ray submission id is derived from the deployment and the cause of its `retrainin
 restarted operator that decides the same pass again submits the same id, which Ray runs once. The job gets
 the stored request record's sequence number and hash, so a run is submitted only after the trail took it.
 
-Automation never replaces a pinned version (`spec.model.version`): this slice deploys no candidate at all;
-a candidate that passes is recommended (status, Event, record), and rolling it out is the owner's step.
+Automation never replaces a pinned version (`spec.model.version`): its candidate that passes is recommended
+(status, Event, record). With a followed alias, a passing candidate is queued for its canary
+(`status.retraining.candidateRollout`), which `steward.operator.retraining_rollout` drives.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from steward.operator.retraining_plan import (
     training_job,
     training_submission_id,
 )
+from steward.operator.retraining_rollout import queued_candidate
 
 # A job Ray no longer knows (its cluster restarted) is submitted again under its id this many times in all.
 MAX_ATTEMPTS = 3
@@ -278,12 +280,17 @@ class _Run:
         verdict = evaluate(self.spec.evaluation, result)
         candidate = result.candidate_version
         if verdict.passed:
-            outcome, message = RunOutcome.CANDIDATE_PASSED, recommendation(self.md, candidate)
+            outcome, message = (
+                RunOutcome.CANDIDATE_PASSED,
+                recommendation(self.md, self.spec, candidate, run.parent_version),
+            )
         else:
             failed = "; ".join(f"{c.name} {c.detail}" for c in verdict.checks if not c.passed)
             outcome = RunOutcome.CANDIDATE_REJECTED
             message = f"candidate {candidate} rejected offline, never deployed: {failed}"
         self._finish(run, outcome, message, candidate=candidate, result=result)
+        if verdict.passed and run.parent_version is not None:
+            self.update(candidate_rollout=queued_candidate(self.md, self.spec, run, result, self.now))
         record = self.status.runs[-1]
         self.drafts.append(
             evaluated_draft(self.md, record, result, self.spec.evaluation, verdict.checks, message)

@@ -64,6 +64,8 @@ def guardrail_refusal(
     """Why a new run may not start now; None when it may."""
     if status.current is not None:
         return f"run {status.current.submission_id} is in progress ({status.state.value})"
+    if (cr := status.candidate_rollout) is not None:
+        return f"candidate {cr.version} of run {cr.submission_id} is being rolled out ({cr.state.value})"
     if store_uri is None:
         return "the operator has no monitoring store (STEWARD_MONITORING_URI): no data to train on"
     if md.status.stable is None:
@@ -112,16 +114,24 @@ def _no_worse(name: str, candidate: float | None, serving: float | None, margin:
     )
 
 
-def recommendation(md: ModelDeployment, candidate: str) -> str:
+def recommendation(
+    md: ModelDeployment, spec: RetrainingSpec, candidate: str, compared_with: str | None
+) -> str:
     pinned, alias = md.spec.model.version, md.spec.model.alias
     if pinned is not None:
         return (
             f"spec.model.version pins version {pinned}: candidate {candidate} is recommended, not deployed; "
             f'set spec.model.version: "{candidate}" to roll it out'
         )
+    if alias == spec.challenger_alias:
+        return (
+            f"candidate {candidate} passed its offline evaluation but is not rolled out: spec.model follows "
+            f"@{alias}, which is also spec.retraining.challengerAlias; point @{alias} at it to roll it out"
+        )
     return (
-        f"candidate {candidate} passed its offline evaluation; Steward does not roll candidates out by "
-        f"itself yet: point @{alias} at version {candidate} to roll it out through the canary"
+        f"candidate {candidate} passed its offline evaluation and is queued for a "
+        f"{md.spec.rollout.strategy.value} rollout over version {compared_with} "
+        f"(@{spec.challenger_alias} on it during the canary, @{alias} moved to it only on promotion)"
     )
 
 

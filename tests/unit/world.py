@@ -135,6 +135,7 @@ class World:
             serve=observed.get("serve", self.serve()),
             traffic=observed.get("traffic", traffic),
             monitor_jobs=observed.get("monitor_jobs", {}),
+            retraining=observed.get("retraining"),
         )
         decision = decide(self.resource, obs, self.config, self.now)
         for action in decision.actions:
