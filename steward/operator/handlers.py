@@ -59,6 +59,10 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _settings
     _settings = settings
     settings.persistence.finalizer = FINALIZER
+    # Kopf keeps the finalizer until the object's loop has exited, and re-checks a loop still finishing its
+    # pass (which cannot be interrupted) only every `cancellation_polling` s, 60 by default: a deletion that
+    # lands mid-pass would wait a minute after the pass ends unless a watch event came.
+    settings.background.cancellation_polling = 1.0
     # Status belongs to our schema (unknown fields would be pruned): keep Kopf's bookkeeping in annotations.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="steward.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

@@ -12,6 +12,7 @@ import kopf
 import pytest
 from kopf_harness import load_handlers, serve_modeldeployments, start_operator
 
+from steward.operator.deletion import DeletionDecision
 from steward.operator.object_loop import PassResult
 
 NS = "risk"
@@ -63,5 +64,41 @@ async def test_objects_with_the_same_spec_each_get_their_own_loop(
             await asyncio.sleep(2.5)  # a couple of resyncs: each loop keeps its own pace
             assert set(passes) == {"first", "second", "third"}
             assert all(count >= 2 for count in passes.values()), passes
+        finally:
+            await asyncio.to_thread(stop().join, 30)
+
+
+async def test_deleting_an_object_mid_pass_releases_it_promptly(
+    kmock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kopf holds the finalizer until the object's loop has exited, and by default re-checks an exiting loop
+    only every 60 s. A pass that is running when the object is deleted (and writes nothing new, so no watch
+    event wakes Kopf) must not hold the deletion for a minute."""
+    monkeypatch.setenv("STEWARD_RESYNC_INTERVAL_S", "1")
+    handlers = load_handlers()
+    in_pass = asyncio.Event()
+
+    async def slow(snapshot: dict[str, Any], changed: bool) -> PassResult:
+        in_pass.set()
+        await asyncio.sleep(3)  # the object is deleted meanwhile
+        return PassResult({"phase": "Ready", "message": "same"}, retry=False, requeue_after_s=None)
+
+    monkeypatch.setattr(handlers, "_work", slow)
+    monkeypatch.setattr(handlers, "_finalize", lambda _body: DeletionDecision(release_finalizer=True, actions=[]))
+    settings = kopf.OperatorSettings()
+    settings.scanning.disabled = True
+    settings.posting.enabled = False
+    stop = start_operator(settings, NS)
+    async with httpx.AsyncClient(base_url=serve_modeldeployments(kmock, NS), timeout=10) as http:
+        try:
+            (await http.post(BASE, json=body("doomed", "uid-doomed"))).raise_for_status()
+            await status_of(http, "doomed")
+            in_pass.clear()
+            await asyncio.wait_for(in_pass.wait(), 10)  # the next (1 s resync) pass is running
+            (await http.delete(f"{BASE}/doomed")).raise_for_status()
+            deadline = time.monotonic() + 20
+            while (await http.get(f"{BASE}/doomed")).status_code != 404:
+                assert time.monotonic() < deadline, "deletion held by the exiting loop for over 20 s"
+                await asyncio.sleep(0.2)
         finally:
             await asyncio.to_thread(stop().join, 30)
