@@ -117,6 +117,14 @@ class DriftSettings(SpecModel):
     include_predictions: Annotated[
         SpecBool, Field(description="Also compare the distribution of the model's predictions.")
     ] = True
+    predictions_vs_stable: Annotated[
+        SpecBool,
+        Field(
+            description="For a canary: also compare its predictions with stable's over the same window "
+            "(same method and threshold as prediction drift): a canary that answers the same traffic "
+            "differently breaches, whatever the reference says."
+        ),
+    ] = True
     method: Annotated[
         SpecStr | None,
         Field(
@@ -177,6 +185,16 @@ class FairnessSettings(SpecModel):
     min_group_size: Annotated[
         SpecInt, Field(ge=1, description="Groups smaller than this are reported but not judged.")
     ] = 30
+    max_worse_than_stable: Annotated[
+        SpecFloat,
+        Field(
+            ge=0,
+            le=1,
+            description="For a canary: each figure may be at most this much worse than stable's over the "
+            "same window (a parity ratio lower, an odds or opportunity difference higher), even when it "
+            "passes its own threshold. 1: not compared.",
+        ),
+    ] = 0.05
 
 
 class QualitySettings(SpecModel):
@@ -378,6 +396,8 @@ class MonitorJob(_Result):
     training_metrics: dict[str, float] = {}
     # The capture policy of the window: a hashed input cannot be compared with raw reference data.
     capture: CaptureSpec | None = None
+    # For a canary's window: the stable version, whose traffic over the same window it is compared with.
+    stable_version: str | None = None
     result_uri: str
     report_uri: str
 

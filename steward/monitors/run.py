@@ -12,7 +12,7 @@ import base64
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,6 +82,43 @@ def compute(job: MonitorJob, window: WindowData) -> Computed:
     return Computed(quality.verdict, quality.summary, quality.checks)
 
 
+def against_stable(job: MonitorJob, window: WindowData, computed: Computed) -> Computed:
+    """A canary's fairness figures and predictions, compared with stable's over the same window."""
+    from steward.api.monitoring import DriftSettings, FairnessSettings
+    from steward.monitors import versus
+
+    stable_version = job.stable_version
+    if stable_version is None or computed.verdict is MonitorVerdict.ERROR:
+        return computed
+    kind = job.monitor.kind
+    fairness = job.monitor.fairness or FairnessSettings()
+    drift = job.monitor.drift or DriftSettings()
+    if kind is MonitorKind.QUALITY or (
+        fairness.max_worse_than_stable >= 1
+        if kind is MonitorKind.FAIRNESS
+        else not drift.predictions_vs_stable
+    ):
+        return computed
+    try:
+        stable = load_window(job.model_copy(update={"version": stable_version}))
+    except store.StoreError as exc:
+        return replace(computed, summary=f"{computed.summary}; stable v{stable_version} not compared: {exc}")
+    if stable.rows == 0:
+        return replace(
+            computed, summary=f"{computed.summary}; stable v{stable_version} answered nothing in the window"
+        )
+    if kind is MonitorKind.FAIRNESS:
+        from steward.monitors.fairness import run_fairness
+
+        theirs = run_fairness(stable.frame, fairness).checks
+        extra = versus.worse_than_stable(
+            computed.checks, theirs, stable_version, fairness.max_worse_than_stable
+        )
+    else:
+        extra = versus.predictions_vs_stable(window.frame, stable.frame, drift, stable_version)
+    return versus.combined(computed, extra, stable_version)
+
+
 def _bounded(checks: list[Check]) -> tuple[list[Check], str]:
     if len(checks) <= MAX_CHECKS:
         return checks, ""
@@ -100,7 +137,7 @@ def run_job(job: MonitorJob) -> MonitorResult:
                 f"no answered requests captured for version {job.version} in the window",
             )
         else:
-            computed = compute(job, window)
+            computed = against_stable(job, window, compute(job, window))
     except store.StoreError as exc:
         computed = Computed(MonitorVerdict.ERROR, f"cannot read the window: {exc}")
     checks, cut = _bounded(computed.checks)

@@ -126,6 +126,7 @@ def _job(
     end: datetime,
     attempt: int,
     now: datetime,
+    stable_version: str | None = None,
 ) -> Submission:
     sid = submission_id(ctx.uid, monitor.name, live.version, end, attempt)
     prefix = report_prefix(ctx.store_uri, ctx.deployment, monitor.name, live.version, end)
@@ -144,6 +145,7 @@ def _job(
         run_id=live.run_id,
         training_metrics=live.training_metrics,
         capture=ctx.capture,
+        stable_version=stable_version if live.role == "canary" else None,
         result_uri=f"{prefix}/result.json",
         report_uri=f"{prefix}/report.html",
     )
@@ -182,6 +184,7 @@ def due_submissions(
     for late labels whose time has come."""
     busy = {(j.monitor, j.version) for j in status.jobs}
     taken = set(status.handled) | {j.submission_id for j in status.jobs}
+    stable = next((v.version for v in live if v.role == "stable"), None)
     out = []
     for monitor in monitors:
         for version in live:
@@ -193,7 +196,7 @@ def due_submissions(
                 version.since is None or end > version.since
             )
             if fresh:
-                sub = _job(ctx, monitor, version, window_start(monitor, end), end, 0, now)
+                sub = _job(ctx, monitor, version, window_start(monitor, end), end, 0, now, stable)
             else:
                 waiting = next(
                     (
@@ -206,7 +209,7 @@ def due_submissions(
                 )
                 if waiting is None:
                     continue
-                sub = _job(ctx, monitor, version, waiting.window_start, waiting.window_end, 1, now)
+                sub = _job(ctx, monitor, version, waiting.window_start, waiting.window_end, 1, now, stable)
             if sub.submission_id not in taken:
                 out.append(sub)
     return out
