@@ -143,6 +143,9 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
     can_act = isinstance(obs.model, ResolvedModel) and isinstance(obs.serve, ServeApps)
     ret = retraining_decision(md, obs, mon, config, now, can_act)
     retraining, moved_alias = ret.status, None
+    # In the order things happened: a breach, the run it asks for (or ends), then the rollout it starts.
+    drafts += mon.drafts + ret.drafts
+    events += mon.events + ret.events
 
     if isinstance(obs.model, Problem):
         # What is serving keeps serving, and a rollout holds its step: a registry hiccup or a typo in the
@@ -192,8 +195,6 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
             ready_replicas = serve.versions[stable.version].ready_replicas
         actions += monitoring_actions(mon, md, address, config)
     actions += retraining_actions(ret, md, address) if can_act else []
-    drafts += mon.drafts + ret.drafts
-    events += mon.events + ret.events
 
     degraded_decided = ConditionType.DEGRADED in cond.wanted
     if (audit := pending_condition(obs.audit, old.conditions, degraded_decided)) is not None:

@@ -17,6 +17,7 @@ from steward.api.model_deployment import ModelDeploymentStatus
 from steward.api.monitoring import MonitorVerdict
 from steward.api.rollout import RolloutState
 from steward.operator.core import Decision
+from steward.operator.retraining_metrics import RetrainingGauges
 
 _D = ("deployment",)
 _DVM = ("deployment", "version", "monitor")
@@ -88,6 +89,7 @@ class Metrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.retraining = RetrainingGauges(r)
         # Label sets set for each deployment last time, so that a version or monitor that went away goes too.
         self._seen: dict[str, set[tuple[Gauge, tuple[str, ...]]]] = {}
 
@@ -129,6 +131,7 @@ class Metrics:
         if rollout is not None:
             self._set(seen, self.rollout_weight, (md_key, rollout.canary.version), rollout.weight)
         self._set(seen, self.audit_pending, (md_key,), status.audit.pending if status.audit else 0)
+        self.retraining.observe(lambda g, labels, v: self._set(seen, g, labels, v), md_key, status.retraining)
         for gauge, labels in self._seen.get(md_key, set()) - seen:
             gauge.remove(*labels)
         self._seen[md_key] = seen

@@ -116,6 +116,14 @@ def test_a_passing_candidate_is_canaried_then_promoted_and_the_alias_moves_only_
     assert canary.evidence["trigger_cause"] == "retraining-requested:command:c1"
     assert [d.action for d in world.drafts()].count(AuditAction.ROLLOUT_STARTED) == 1
     assert any(isinstance(a, ApplyServeApplications) for a in started.actions)
+    # The run's end, then the rollout it starts, in the trail's order.
+    order = [a.draft.action for a in started.actions if isinstance(a, RecordAudit)]
+    assert (
+        order.index(AuditAction.RETRAINING_FINISHED)
+        < order.index(AuditAction.CANDIDATE_EVALUATED)
+        < order.index(AuditAction.ROLLOUT_STARTED)
+        < order.index(AuditAction.CANDIDATE_ROLLOUT)
+    )
 
     # Through the steps and the analysis window: champion stays on 3 until the promotion.
     while world.rollout is not None:
