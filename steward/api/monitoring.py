@@ -190,9 +190,9 @@ class FairnessSettings(SpecModel):
         Field(
             ge=0,
             le=1,
-            description="For a canary: each figure may be at most this much worse than stable's over the "
-            "same window (a parity ratio lower, an odds or opportunity difference higher), even when it "
-            "passes its own threshold. 1: not compared.",
+            description="For a canary: its demographic parity ratio may be at most this much below "
+            "stable's over the same window (less 2 standard errors of the difference, for small windows), "
+            "even when it passes its own threshold. 1: not compared.",
         ),
     ] = 0.05
 

@@ -110,10 +110,10 @@ def against_stable(job: MonitorJob, window: WindowData, computed: Computed) -> C
     if kind is MonitorKind.FAIRNESS:
         from steward.monitors.fairness import run_fairness
 
-        theirs = run_fairness(stable.frame, fairness).checks
-        extra = versus.worse_than_stable(
-            computed.checks, theirs, stable_version, fairness.max_worse_than_stable
-        )
+        theirs = run_fairness(stable.frame, fairness)
+        noise = versus.parity_noise(computed.tables, theirs.tables)
+        margin = fairness.max_worse_than_stable
+        extra = versus.worse_than_stable(computed.checks, theirs.checks, stable_version, margin, noise)
     else:
         extra = versus.predictions_vs_stable(window.frame, stable.frame, drift, stable_version)
     return versus.combined(computed, extra, stable_version)

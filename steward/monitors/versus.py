@@ -7,6 +7,7 @@ so, with both figures, so the canary gate can refuse it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -20,28 +21,76 @@ if TYPE_CHECKING:
 DRIFTED_COLUMNS = "drift:drifted_columns"
 
 
+PARITY = "demographic_parity_ratio:"
+# How many standard errors of the difference a canary's ratio must fall below the margin before it counts:
+# a canary's window is small (its share of the traffic), and a ratio over a few dozen rows per group moves
+# by 0.1 by chance alone.
+Z = 2.0
+
+
+def parity_ratio_se(table: pd.DataFrame) -> float | None:
+    """Standard error of the demographic parity ratio (the lowest judged group's favourable rate over the
+    highest's), by the delta method from the groups' rates and sizes; None when it cannot be told."""
+    if "selection_rate" not in table.columns:
+        return None
+    judged = table.loc[table["judged"].astype(bool) & table["selection_rate"].notna()]
+    if len(judged) < 2:
+        return None
+    rates = judged["selection_rate"].astype(float)
+    low, high = rates.idxmin(), rates.idxmax()
+    variance = 0.0
+    for group in (low, high):
+        n = float(judged.loc[group, "count"])
+        p = min(max(float(rates[group]), 0.5 / n), 1 - 0.5 / n)  # a rate of 0 or 1 still has noise
+        variance += (1 - p) / (p * n)
+    ratio = float(rates[low]) / max(float(rates[high]), 1e-9)
+    return ratio * math.sqrt(variance)
+
+
+def parity_noise(mine: dict[str, pd.DataFrame], theirs: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Per parity check name: the standard error of the difference between the two versions' ratios."""
+    out = {}
+    for feature, table in mine.items():
+        own, other = parity_ratio_se(table), parity_ratio_se(theirs[feature]) if feature in theirs else None
+        if own is not None and other is not None:
+            out[f"{PARITY}{feature}"] = math.hypot(own, other)
+    return out
+
+
 def worse_than_stable(
-    canary: list[Check], stable: list[Check], stable_version: str, margin: float
+    canary: list[Check],
+    stable: list[Check],
+    stable_version: str,
+    margin: float,
+    noise: dict[str, float] | None = None,
 ) -> list[Check]:
-    """One check per figure both versions had judged: the canary's may be at most `margin` worse than
-    stable's, on the side where its own threshold passes (`>=`: lower is worse)."""
+    """One check per demographic parity ratio both versions had judged: the canary's may be at most `margin`
+    below stable's, less `Z` standard errors of the difference (`noise`, per check name) where known.
+    (Equalized-odds figures keep their own thresholds only: their labels arrive late and sparse.)"""
     theirs = {c.name: c for c in stable if c.value is not None and c.passed is not None}
     out = []
     for mine in canary:
         other = theirs.get(mine.name)
-        if other is None or other.value is None or mine.value is None or mine.passed is None:
+        if not mine.name.startswith(PARITY) or mine.value is None or mine.passed is None:
             continue
-        limit = other.value - margin if mine.op == ">=" else other.value + margin
-        passed = mine.value >= limit if mine.op == ">=" else mine.value <= limit
+        if other is None or other.value is None:
+            continue
+        slack = Z * (noise or {}).get(mine.name, 0.0)
+        limit = other.value - margin - slack
+        detail = (
+            f"canary {mine.value:.4f}, stable v{stable_version} {other.value:.4f} over the same window; "
+            f"at most {margin:g} lower"
+        )
+        if slack:
+            detail += f", less {Z:g} standard errors of the difference ({slack / Z:.4f})"
         out.append(
             Check(
                 name=f"{mine.name} vs v{stable_version}",
                 value=mine.value,
                 threshold=round(limit, 6),
-                op=mine.op,
-                passed=passed,
-                detail=f"canary {mine.value:.4f}, stable v{stable_version} {other.value:.4f} over the same "
-                f"window; at most {margin:g} worse",
+                op=">=",
+                passed=mine.value >= limit,
+                detail=detail,
             )
         )
     return out

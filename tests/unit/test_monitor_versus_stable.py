@@ -22,7 +22,7 @@ from steward.api.monitoring import (
     Window,
     capture_prefix,
 )
-from steward.monitors.versus import worse_than_stable
+from steward.monitors.versus import parity_noise, parity_ratio_se, worse_than_stable
 from steward.operator.monitoring_schedule import JobContext, LiveVersion, due_submissions
 
 FAIR = MonitorSpec(name="fair", kind=MonitorKind.FAIRNESS, window=Window(duration="2h"))
@@ -39,13 +39,36 @@ def test_a_canary_passing_its_own_threshold_can_still_be_worse_than_stable() -> 
     assert "stable v2 0.9700" in check.detail
     [check] = worse_than_stable([parity(0.95)], [parity(0.97)], "2", margin=0.05)
     assert check.passed is True
-    odds = Check(name="equalized_odds_difference:gender", value=0.09, threshold=0.1, op="<=", passed=True)
-    [check] = worse_than_stable([odds], [odds.model_copy(update={"value": 0.01})], "2", margin=0.05)
-    assert check.passed is False and check.threshold == pytest.approx(0.06)  # higher is worse here
-    # Only figures both versions judged are compared.
-    assert (
-        worse_than_stable([parity(0.5)], [parity(0.9).model_copy(update={"passed": None})], "2", 0.05) == []
+    # Sampling noise widens the margin: 0.82 is within 0.05 + 2 x 0.06 of 0.97.
+    [check] = worse_than_stable(
+        [parity(0.82)], [parity(0.97)], "2", 0.05, {check.name[: -len(" vs v2")]: 0.06}
     )
+    assert check.passed is True and check.threshold == pytest.approx(0.80)
+    # Only parity ratios both versions judged are compared.
+    odds = Check(name="equalized_odds_difference:gender", value=0.09, threshold=0.1, op="<=", passed=True)
+    assert worse_than_stable([odds], [odds.model_copy(update={"value": 0.01})], "2", margin=0.05) == []
+    unjudged = parity(0.9).model_copy(update={"passed": None})
+    assert worse_than_stable([parity(0.5)], [unjudged], "2", 0.05) == []
+
+
+def groups(female: tuple[int, float], male: tuple[int, float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"count": [female[0], male[0]], "judged": [True, True], "selection_rate": [female[1], male[1]]},
+        index=["female", "male"],
+    )
+
+
+def test_the_noise_of_a_parity_ratio_shrinks_with_the_groups() -> None:
+    small, large = (
+        parity_ratio_se(groups((40, 0.6), (40, 0.7))),
+        parity_ratio_se(groups((4000, 0.6), (4000, 0.7))),
+    )
+    assert small is not None and large is not None
+    assert small == pytest.approx(10 * large)  # 1 / sqrt(n)
+    assert 0.08 < small < 0.15  # 40 rows a group: a ratio moves by about a tenth by chance
+    noise = parity_noise({"gender": groups((40, 0.6), (40, 0.7))}, {"gender": groups((40, 0.6), (40, 0.7))})
+    assert noise["demographic_parity_ratio:gender"] == pytest.approx(small * 2**0.5)
+    assert parity_ratio_se(groups((40, 0.6), (10, 0.7)).assign(judged=[True, False])) is None
 
 
 def decisions(n: int, seed: int, female_rate: float, male_rate: float, version: str) -> pd.DataFrame:
@@ -67,7 +90,7 @@ def store(root: Path, canary: pd.DataFrame, stable: pd.DataFrame | None) -> str:
 
 def test_a_canary_that_favours_one_group_more_than_stable_breaches(tmp_path: Path) -> None:
     # Both pass the four-fifths screen; the canary's ratio (~0.85) is far below stable's (~0.98).
-    uri = store(tmp_path, decisions(4000, 1, 0.47, 0.55, "3"), decisions(4000, 2, 0.54, 0.55, "2"))
+    uri = store(tmp_path, decisions(10_000, 1, 0.47, 0.55, "3"), decisions(10_000, 2, 0.54, 0.55, "2"))
     own = run_main(job(uri, FAIR))
     assert own.verdict is MonitorVerdict.PASS, own.summary  # judged alone, it would pass
     result = run_main(job(str(tmp_path), FAIR.model_copy(update={"name": "fair2"}), stable_version="2"))
