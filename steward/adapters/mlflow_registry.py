@@ -129,7 +129,8 @@ class MlflowRegistry:
         current = (body or {}).get("model_version") or {}
         if str(current.get("version")) != if_version:
             return False
-        response = self._send("DELETE", path, params={"name": name, "alias": alias})
+        # MLflow reads a DELETE's parameters from its JSON body, not the query string.
+        response = self._send("DELETE", path, json={"name": name, "alias": alias})
         answer = self._json(response, path)
         if response.status_code >= 400 and not _says_missing(path, answer):
             raise Rejected(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 
@@ -32,6 +33,8 @@ from steward.retraining.contract import (
 )
 
 log = logging.getLogger("steward.retraining.example_train")
+# Set to "1" in the job's runtimeEnv.envVars to train a deliberately bad candidate (tests and demos).
+FLIP_LABELS_ENV = "EXAMPLE_TRAIN_FLIP_LABELS"
 # Groups smaller than this are left out of the parity ratio: a handful of rows says nothing.
 MIN_GROUP_ROWS = 10
 
@@ -129,7 +132,12 @@ def train(job: TrainingJob) -> TrainingResult:
         raise TrainingError(f"the split left {len(test_rows)} holdout row(s) and too few classes to train")
 
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
-    model.fit(inputs(train_rows, names), truth.loc[~holdout].astype(int))
+    labels = truth.loc[~holdout].astype(int)
+    if os.environ.get(FLIP_LABELS_ENV) == "1":
+        # A deliberately bad candidate (tests, demos): trained on the opposite of every outcome.
+        log.warning("%s=1: training on flipped labels", FLIP_LABELS_ENV)
+        labels = 1 - labels
+    model.fit(inputs(train_rows, names), labels)
     x_test, y_test = inputs(test_rows, names), truth.loc[holdout].astype(int)
     candidate_pred = model.predict(x_test)
     candidate = Figures(

@@ -11,6 +11,7 @@ from typing import Any
 from builders import CONFIG, resolved
 from world import Behaviour, World, settled
 
+from steward.api.model_deployment import StableVersion
 from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
     CandidateOutcome,
@@ -19,12 +20,15 @@ from steward.api.retraining import (
     RunOutcome,
     TrainingResult,
 )
-from steward.api.rollout import Outcome
+from steward.api.rollout import Outcome, RolloutRecord, Strategy
 from steward.audit.records import AuditAction
 from steward.operator.actions import ApplyServeApplications, DeleteModelAlias, RecordAudit, SetModelAlias
 from steward.operator.core import Decision
 from steward.operator.monitoring import JobState
 from steward.operator.retraining import RetrainingObservation, StoredRecord, TrainingJobObservation
+from steward.operator.retraining_rollout import candidate_step
+from steward.operator.rollout import RolloutDecision
+from steward.operator.serve_config import TrafficPlan
 
 STORED = StoredRecord(seq=4, hash="cd" * 32)
 GOOD = Figures(quality={"accuracy": 0.80}, parity_ratio={"gender": 0.90})
@@ -242,3 +246,34 @@ def test_a_promotion_pass_replayed_after_a_crash_writes_and_records_nothing_twic
     # Every record of the replay has the cause of a record already written: the trail skips them.
     assert replayed <= causes, replayed - causes
     assert world.stable_version == "4" and world.resource.status.retraining.candidate_rollout is None  # type: ignore[union-attr]
+
+
+def test_a_promoted_candidate_that_a_monitor_reverts_takes_the_alias_back_with_it() -> None:
+    """The revert itself is the rollout machine's (unit-tested there); here, what the registry does when
+    the reverted version is a candidate Steward promoted and the alias still names it."""
+    world = _world()
+    _trained(world)
+    world.until(lambda w: w.rollout is None, limit_s=300)
+    assert world.stable_version == "4" and world.aliases["champion"] == "4"
+    resource = world.resource
+    reverted = RolloutRecord(
+        from_version="3",
+        to_version="4",
+        strategy=Strategy.IMMEDIATE,
+        started_at=world.now,
+        finished_at=world.now,
+        outcome=Outcome.ROLLED_BACK,
+        reason="monitor quality breached on version 4 within the rollback window",
+    )
+    stable = StableVersion(version="3", model_uri="models:/credit-risk/3")
+    outcome = RolloutDecision(TrafficPlan.single("3", stable.model_uri), stable, None, [], finished=reverted)
+    step = candidate_step(resource, resource.status.retraining, resolved("4"), outcome, world.now)
+    assert step.registry == [SetModelAlias("credit-risk", "champion", "3")]
+    assert step.alias_target is not None and step.alias_target.version == "3"
+    [moved] = [d for d in step.drafts if d.action == AuditAction.ALIAS_MOVED]
+    assert moved.cause == "alias:champion:move-2:4->3"
+    assert step.status is not None and step.status.runs[-1].rollout == CandidateOutcome.REVERTED
+    # A person already moved the alias elsewhere: it stays where they put it.
+    again = candidate_step(resource, resource.status.retraining, resolved("5"), outcome, world.now)
+    assert again.registry == [] and again.status is not None
+    assert again.status.runs[-1].rollout == CandidateOutcome.REVERTED
