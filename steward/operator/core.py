@@ -41,7 +41,7 @@ from steward.operator.config import OperatorConfig
 from steward.operator.deletion import DeletionDecision, decide_deletion, deletion_actions
 from steward.operator.monitoring_plan import monitoring_actions, monitoring_decision, requeue_after_s
 from steward.operator.observations import Observations, Problem, ResolvedModel, ServeApps, ServeState
-from steward.operator.retraining_rollout import candidate_step, rollout_target
+from steward.operator.retraining_rollout import candidate_queued, candidate_step, rollout_target
 from steward.operator.retraining_step import retraining_actions, retraining_decision
 from steward.operator.rollout import RolloutDecision, decide_rollout
 from steward.operator.serve_config import (
@@ -232,7 +232,10 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         actions=actions,
         retry_reason=retry_reason,
         requeue_after_s=requeue_after_s(
-            config.rollout_tick_s if rollout is not None else None, mon.requeue_after_s, ret.requeue_after_s
+            # A queued candidate starts its canary once the rollout in progress ends: look again soon.
+            config.rollout_tick_s if rollout is not None or candidate_queued(retraining) else None,
+            mon.requeue_after_s,
+            ret.requeue_after_s,
         ),
     )
 

@@ -98,6 +98,10 @@ def queued_candidate(
     )
 
 
+def candidate_queued(status: RetrainingStatus | None) -> bool:
+    return status is not None and status.candidate_rollout is not None
+
+
 def is_followed(md: ModelDeployment, cr: CandidateRollout) -> bool:
     return md.spec.model.version is None and md.spec.model.alias == cr.alias
 

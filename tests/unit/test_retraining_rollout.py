@@ -277,3 +277,26 @@ def test_a_promoted_candidate_that_a_monitor_reverts_takes_the_alias_back_with_i
     again = candidate_step(resource, resource.status.retraining, resolved("5"), outcome, world.now)
     assert again.registry == [] and again.status is not None
     assert again.status.runs[-1].rollout == CandidateOutcome.REVERTED
+
+
+def test_a_candidate_queued_behind_another_rollout_starts_soon_after_it_ends() -> None:
+    world = _world()
+    world.aliases["champion"] = "5"
+    world.model = resolved("5")
+    world.step()
+    assert world.rollout is not None and world.rollout.canary.version == "5"
+    # A run asked for while 5 rolls out; its candidate, compared with 3, waits for that rollout to end.
+    _trained(world)
+    status = world.resource.status.retraining
+    assert status is not None and status.candidate_rollout is not None
+    assert status.candidate_rollout.state == CandidateRolloutState.PENDING
+    assert "waits for the rollout of version 5" in status.candidate_rollout.message
+    world.until(lambda w: w.rollout is None, limit_s=300)
+    # The pass that ended 5's rollout asks to be called again soon, not at the resync, for the candidate.
+    assert world.decisions[-1].requeue_after_s is not None
+    # 5 was promoted: what the candidate was compared with no longer serves, so it is dropped, not canaried.
+    world.step()
+    status = world.resource.status.retraining
+    assert status is not None and status.candidate_rollout is None
+    assert status.runs[-1].rollout == CandidateOutcome.DROPPED
+    assert SetModelAlias("credit-risk", "challenger", "4") not in _registry_writes(world)
