@@ -49,16 +49,10 @@ def _feature_checks(
     truth: pd.Series | None,
     settings: FairnessSettings,
 ) -> tuple[list[Check], pd.DataFrame]:
-    from fairlearn.metrics import (
-        MetricFrame,
-        count,
-        demographic_parity_ratio,
-        equal_opportunity_difference,
-        equalized_odds_difference,
-        false_positive_rate,
-        selection_rate,
-        true_positive_rate,
-    )
+    # One MetricFrame per figure family, its own disparity methods on top: fairlearn's
+    # demographic_parity_ratio / equalized_odds_difference would each build the same frame again (a third of
+    # a 100k-row run's time, measured).
+    from fairlearn.metrics import MetricFrame, false_positive_rate, selection_rate, true_positive_rate
 
     sizes = groups.value_counts()
     judged = sorted(str(g) for g in sizes[sizes >= settings.min_group_size].index)
@@ -81,13 +75,11 @@ def _feature_checks(
     keep = groups.isin(judged)
     g, fav = groups[keep], favourable[keep]
     frame = MetricFrame(
-        metrics={"selection_rate": selection_rate, "count": count},
-        y_true=fav,
-        y_pred=fav,
-        sensitive_features=g,
+        metrics={"selection_rate": selection_rate}, y_true=fav, y_pred=fav, sensitive_features=g
     )
     table.loc[frame.by_group.index, "selection_rate"] = frame.by_group["selection_rate"]
-    ratio = float(demographic_parity_ratio(fav, fav, sensitive_features=g))
+    ratio = float(frame.ratio(method="between_groups")["selection_rate"])
+    counts = {str(k): int(v) for k, v in sizes[sizes.index.isin(judged)].items()}
     checks = [
         _judge(
             f"demographic_parity_ratio:{feature}",
@@ -96,7 +88,7 @@ def _feature_checks(
             ">=",
             f"favourable ({settings.favourable_outcome!r}) rate by group: "
             f"{_rates(frame.by_group['selection_rate'])}; "
-            f"rows {dict(frame.by_group['count'].astype(int))}{note}",
+            f"rows {counts}{note}",
         )
     ]
     if truth is None:
@@ -116,16 +108,18 @@ def _feature_checks(
         ], table
     rows = labelled & groups.isin(ljudged)
     y_true, y_pred, lg = truth[rows].astype(int), fav[rows], groups[rows]
-    rates = MetricFrame(
+    rate_frame = MetricFrame(
         metrics={"tpr": true_positive_rate, "fpr": false_positive_rate},
         y_true=y_true,
         y_pred=y_pred,
         sensitive_features=lg,
-    ).by_group
+    )
+    rates = rate_frame.by_group
     table.loc[rates.index, "true_positive_rate"] = rates["tpr"]
     table.loc[rates.index, "false_positive_rate"] = rates["fpr"]
-    eod = float(equalized_odds_difference(y_true, y_pred, sensitive_features=lg))
-    eop = float(equal_opportunity_difference(y_true, y_pred, sensitive_features=lg))
+    gaps = rate_frame.difference(method="between_groups")
+    eod = float(max(gaps["tpr"], gaps["fpr"]))  # fairlearn's equalized_odds_difference (worst case)
+    eop = float(gaps["tpr"])  # its equal_opportunity_difference
     base = f"true positive rate by group: {_rates(rates['tpr'])}; false positive rate: {_rates(rates['fpr'])}"
     checks.append(_judge(names[0], eod, limits[0], "<=", f"{base}; labelled rows {dict(lsizes)}{lnote}"))
     checks.append(_judge(names[1], eop, limits[1], "<=", f"{base}{lnote}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from steward.api.monitoring import FairnessSettings, MonitorVerdict
 from steward.monitors.fairness import run_fairness
@@ -84,3 +85,31 @@ def test_with_outcomes_equalized_odds_and_equal_opportunity_are_judged() -> None
 def test_without_sensitive_columns_nothing_is_judged() -> None:
     frame = window(100, 0.5, 0.5).drop(columns=["sensitive.gender", "sensitive.age_band"])
     assert run_fairness(frame, SETTINGS).verdict is MonitorVerdict.INCONCLUSIVE
+
+
+def test_figures_equal_fairlearns_own_disparity_functions() -> None:
+    from fairlearn.metrics import (
+        demographic_parity_ratio,
+        equal_opportunity_difference,
+        equalized_odds_difference,
+    )
+
+    frame = window(3000, female_rate=0.45, male_rate=0.6, seed=3, labels=True)
+    checks = {c.name: c.value for c in run_fairness(frame, SETTINGS).checks}
+    favourable = (frame["prediction"] == 0).astype(int)
+    truth = (frame["label"] == 0).astype(int)
+    for feature in ("gender", "age_band"):
+        groups = frame[f"sensitive.{feature}"]
+        expected = {
+            "demographic_parity_ratio": demographic_parity_ratio(
+                truth, favourable, sensitive_features=groups
+            ),
+            "equalized_odds_difference": equalized_odds_difference(
+                truth, favourable, sensitive_features=groups
+            ),
+            "equal_opportunity_difference": equal_opportunity_difference(
+                truth, favourable, sensitive_features=groups
+            ),
+        }
+        for name, value in expected.items():
+            assert checks[f"{name}:{feature}"] == pytest.approx(value), (name, feature)
