@@ -289,7 +289,7 @@ class _Step:
             aliases[cr.alias] = cr.version
             text = (
                 f"candidate {cr.version} promoted ({finished.reason}); @{cr.alias} names {cr.version}, "
-                f"@{cr.challenger_alias} cleared"
+                f"@{cr.challenger_alias} removed if it still named {cr.version}"
             )
             self.event(False, "CandidatePromoted", text)
         else:
@@ -302,11 +302,14 @@ class _Step:
                     f"candidate {cr.version} was {result.value.lower()} and version {stable.version} serves",
                     cr.submission_id,
                 )
-            aliases[cr.alias] = stable.version if self.model.version == cr.version else self.model.version
             text = (
-                f"candidate {cr.version} {result.value} ({finished.reason}); version {stable.version} "
-                f"serves, @{cr.alias} names {aliases[cr.alias]}, @{cr.challenger_alias} cleared"
+                f"candidate {cr.version} {result.value} ({finished.reason}); version {stable.version} serves"
             )
+            if is_followed(self.md, cr):
+                # Observed this pass (or just written): what the followed alias names now.
+                aliases[cr.alias] = stable.version if self.model.version == cr.version else self.model.version
+                text += f", @{cr.alias} names {aliases[cr.alias]}"
+            text += f", @{cr.challenger_alias} removed if it still named {cr.version}"
             self.event(True, "CandidateRolledBack", text)
         # After the followed alias: a crash between the two never leaves the candidate without either.
         self.clear_challenger(cr)

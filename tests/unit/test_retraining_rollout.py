@@ -300,3 +300,20 @@ def test_a_candidate_queued_behind_another_rollout_starts_soon_after_it_ends() -
     assert status is not None and status.candidate_rollout is None
     assert status.runs[-1].rollout == CandidateOutcome.DROPPED
     assert SetModelAlias("credit-risk", "challenger", "4") not in _registry_writes(world)
+
+
+def test_pinning_a_version_during_the_canary_supersedes_the_candidate_and_claims_nothing_of_the_alias() -> (
+    None
+):
+    world = _world()
+    _trained(world)
+    assert world.rollout is not None and world.rollout.canary.version == "4"
+    world.change_spec(_spec(pinned=True), model=resolved("3"))
+    world.until(lambda w: w.rollout is None, limit_s=120)
+    status = world.resource.status.retraining
+    assert status is not None and status.runs[-1].rollout == CandidateOutcome.SUPERSEDED
+    assert world.stable_version == "3" and world.aliases == {"champion": "3"}
+    [ended] = [
+        d for d in _records(world, AuditAction.CANDIDATE_ROLLOUT) if d.evidence["step"] == "superseded"
+    ]
+    assert ended.evidence["aliases"] == {"challenger": None} and "@champion" not in ended.reason
