@@ -1,4 +1,4 @@
-"""Entrypoint of a monitor job: `python -m steward.monitors.run <base64 MonitorJob JSON>`.
+"""What a monitor job computes; its entrypoint (`steward.monitors.run`) calls it in a warm worker or here.
 
 Computes the monitor of `job.monitor.kind` over the window, writes the HTML report and then `result.json` (a
 MonitorResult; the operator polls for it, so it is written last). A problem with the data (no reference,
@@ -8,10 +8,6 @@ store that will not take the result, exits non-zero.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
-import sys
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,19 +30,6 @@ class Computed:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     reference_uri: str | None = None
     reference_sha256: str | None = None
-
-
-def _job_id() -> str | None:
-    """The Ray Job's submission id, from the driver's job config Ray sets for the entrypoint."""
-    raw = os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR")
-    if not raw:
-        return None
-    try:
-        metadata = json.loads(raw).get("metadata") or {}
-    except json.JSONDecodeError:
-        return None
-    value = metadata.get("job_submission_id")
-    return str(value) if value else None
 
 
 def compute(job: MonitorJob, window: WindowData) -> Computed:
@@ -126,7 +109,7 @@ def _bounded(checks: list[Check]) -> tuple[list[Check], str]:
     return ordered[:MAX_CHECKS], f"; {len(checks) - MAX_CHECKS} passing checks left out of the result"
 
 
-def run_job(job: MonitorJob) -> MonitorResult:
+def run_job(job: MonitorJob, job_id: str | None = None) -> MonitorResult:
     rows = labelled = 0
     try:
         window = load_window(job)
@@ -162,27 +145,15 @@ def run_job(job: MonitorJob) -> MonitorResult:
         report_sha256=report_sha,
         reference_uri=computed.reference_uri,
         reference_sha256=computed.reference_sha256,
-        job_id=_job_id(),
+        job_id=job_id,
         finished_at=datetime.now(UTC),
     )
 
 
-def decode_job(argument: str) -> MonitorJob:
-    # The operator encodes with the URL-safe alphabet (steward.operator.monitoring_schedule.entrypoint).
-    return MonitorJob.model_validate_json(base64.b64decode(argument, altchars=b"-_", validate=True))
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m steward.monitors.run <base64 MonitorJob JSON>", file=sys.stderr)
-        return 2
-    job = decode_job(argv[1])
-    result = run_job(job)
+def judge_and_store(job: MonitorJob, job_id: str | None = None) -> str:
+    """Judge the window, write the report and then the result (last: the operator polls for it); the line
+    the job prints."""
+    result = run_job(job, job_id)
     body = result.model_dump_json(by_alias=True).encode()
     store.write_bytes(job.result_uri, body, content_type="application/json")
-    print(f"{job.monitor.name} v{job.version}: {result.verdict.value}: {result.summary}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    return f"{job.monitor.name} v{job.version}: {result.verdict.value}: {result.summary}"

@@ -16,7 +16,7 @@ from steward.api.monitoring import Check, DriftSettings, MonitorVerdict
 if TYPE_CHECKING:
     import pandas as pd
 
-    from steward.monitors.run import Computed
+    from steward.monitors.job import Computed
 
 DRIFTED_COLUMNS = "drift:drifted_columns"
 

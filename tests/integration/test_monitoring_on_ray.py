@@ -162,6 +162,24 @@ def test_shifted_incomes_breach_the_drift_monitor_with_a_verifiable_report(
     assert str(run.evidence["reference_uri"]).endswith("reference/training.parquet")
     assert len(run.evidence["reference_sha256"]) == 64
     assert "income" in report.read_text()
+    # Every window was judged by one warm worker (a detached actor), not by a fresh process importing
+    # Evidently each time: exactly one alive, and the jobs' drivers printed its verdict lines.
+    workers = alive_monitor_workers(stack)
+    assert len(workers) == 1 and workers[0]["name"].startswith("steward-monitor-"), workers
+    assert len(monitoring(loop.store).handled) >= 2
+
+
+def alive_monitor_workers(stack: Stack) -> list[dict[str, Any]]:
+    """Ray's state API (the dashboard's /api/v0/actors) for alive monitor workers."""
+    response = httpx.get(
+        f"{stack.ray_address}/api/v0/actors",
+        params={"filter_keys": "class_name", "filter_predicates": "=", "filter_values": "_MonitorWorker"},
+        headers={"Authorization": f"Bearer {stack.ray_token()}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    actors: list[dict[str, Any]] = response.json()["data"]["result"]["result"]
+    return [a for a in actors if a.get("state") == "ALIVE"]
 
 
 def test_a_canary_that_approves_men_at_half_the_rate_of_women_is_rolled_back_by_the_fairness_gate(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from steward.api.monitoring import (
     DriftSettings,
@@ -182,3 +185,19 @@ def test_the_job_decodes_the_operators_entrypoint(tmp_path: Path) -> None:
     argument = entrypoint(monitor_job).split()[-1]
     assert {"-", "_"} & set(argument)
     assert run.decode_job(argument) == monitor_job
+
+
+def test_the_warm_worker_is_one_per_job_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs with the same runtime environment share a worker; another environment (other credentials for
+    the store) never runs in it."""
+    from steward.monitors.worker import worker_name
+
+    def name_with(runtime_env: dict[str, object]) -> str:
+        config = {"runtime_env": runtime_env, "metadata": {"job_submission_id": "steward-x"}}
+        monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(config))
+        return worker_name()
+
+    team_a = name_with({"env_vars": {"AWS_ACCESS_KEY_ID": "a"}})
+    assert team_a == name_with({"env_vars": {"AWS_ACCESS_KEY_ID": "a"}})
+    assert team_a != name_with({"env_vars": {"AWS_ACCESS_KEY_ID": "b"}})
+    assert re.fullmatch(r"steward-monitor-[0-9a-f]{16}", team_a)
