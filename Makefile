@@ -41,7 +41,7 @@ crd: setup
 	scripts/sync-chart-crd.sh
 
 bench: setup
-	$(UV) run --frozen python -m benchmarks.run
+	$(UV) run --frozen python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf .venv .steward .mypy_cache .ruff_cache .pytest_cache

@@ -2,7 +2,8 @@
 
 Results go to stdout and to benchmarks/results/latest.json. The scale benchmarks take minutes each and are
 run only when asked for: `python -m benchmarks.run --audit-scale --operator-scale` (add `--only-scale` to skip
-the others). `make bench` runs the quick ones only.
+the others). `make bench` runs `decide()`'s cost and the fair serving benchmark (benchmarks/serving_fair.py,
+about half an hour on 2 cores; `make bench BENCH_ARGS=--quick` for a smoke run of a few minutes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import platform
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import decide_cost, router_overhead
+from benchmarks import decide_cost, serving_fair
 
 
 def main() -> None:
@@ -22,6 +23,8 @@ def main() -> None:
     parser.add_argument("--audit-scale", action="store_true", help="audit verify/history on 1M records")
     parser.add_argument("--operator-scale", action="store_true", help="500 ModelDeployments on one operator")
     parser.add_argument("--only-scale", action="store_true", help="run only the scale benchmarks asked for")
+    parser.add_argument("--quick", action="store_true", help="serving: a smoke run only")
+    parser.add_argument("--ray-env", action="append", default=[], metavar="KEY=VALUE", help="Ray flags")
     args = parser.parse_args()
     results: dict[str, object] = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -39,15 +42,11 @@ def main() -> None:
         _write(results)
         return
     d = decide_cost.measure()
-    router = router_overhead.measure()
-    results["decide_cost"], results["router_overhead"] = d, router
+    serving = serving_fair.measure(args.quick, dict(item.split("=", 1) for item in args.ray_env))
+    results["decide_cost"], results["serving_fair"] = d, serving
     _write(results)
-    r = router["ratio"]
-    print(
-        f"\ndecide(): {d['decide_steady_state_us']:.0f} us/call = {d['ratio']:.2f}x parsing the resource"
-        f"\nserving path vs bare Serve deployment: p50 {r['p50_ms']:.2f}x, p99 {r['p99_ms']:.2f}x, "
-        f"throughput {r['throughput_rps']:.2f}x"
-    )
+    print(f"\ndecide(): {d['decide_steady_state_us']:.0f} us/call = {d['ratio']:.2f}x parsing the resource")
+    print(serving_fair.headline(serving))
 
 
 def _write(results: dict[str, object]) -> None:
