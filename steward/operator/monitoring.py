@@ -35,6 +35,7 @@ from steward.api.monitoring import (
 from steward.api.rollout import Outcome, RolloutState, duration_s
 from steward.audit.records import RecordDraft
 from steward.operator.actions import EventType, PostEvent
+from steward.operator.monitoring_condition import Condition, capture_failing, monitoring_condition
 from steward.operator.monitoring_drafts import figures, policy_draft, run_draft
 from steward.operator.monitoring_schedule import (
     DEFAULT_REJUDGE_AFTER_S,
@@ -84,9 +85,6 @@ class RollbackPromotion:
     from_version: str
     to_version: str
     reason: str
-
-
-Condition = tuple[ConditionType, ConditionStatus, Reason, str]
 
 
 @dataclass(frozen=True)
@@ -233,23 +231,13 @@ def _policy(
     return "alert (the version no longer serves alone: nothing to roll back)", None, None
 
 
-def _capture_failing(capture: CaptureStatus | None, old: MonitoringStatus) -> Condition | None:
-    old_dropped = old.capture.dropped if old.capture else 0
-    if capture is None or capture.dropped <= old_dropped:
-        return None
-    text = f"capture dropped {capture.dropped} record(s)" + (
-        f": {capture.last_error}" if capture.last_error else ""
-    )
-    return ConditionType.MONITORING, UNKNOWN, Reason.CAPTURE_FAILING, text
-
-
 def _capture_only(
     capture: CaptureStatus | None, old: MonitoringStatus, stops: list[str]
 ) -> MonitoringDecision:
     """Capture with no monitors (e.g. collecting data before monitors are set up): its counters and a
     condition that says whether the store takes what is sampled."""
     current = capture if capture is not None else old.capture
-    condition = _capture_failing(capture, old)
+    condition = capture_failing(capture, old)
     if condition is None:
         figures_text = "no figures from the router yet"
         if current is not None:
@@ -261,30 +249,6 @@ def _capture_only(
             f"capture only (no monitors): {figures_text}",
         )
     return MonitoringDecision(status=MonitoringStatus(capture=current), conditions=[condition], stops=stops)
-
-
-def _condition(
-    results: list[MonitorResultSummary], capture: CaptureStatus | None, old: MonitoringStatus
-) -> Condition:
-    def names(verdict: MonitorVerdict) -> list[MonitorResultSummary]:
-        return [r for r in results if r.verdict == verdict]
-
-    if breached := names(MonitorVerdict.BREACH):
-        text = "; ".join(
-            f"{r.monitor} on version {r.version}: {figures(r)}"
-            + (f" (report {r.report_uri})" if r.report_uri else "")
-            for r in breached
-        )
-        return ConditionType.MONITORING, FALSE, Reason.MONITOR_BREACHED, text[:2000]
-    if errors := names(MonitorVerdict.ERROR):
-        text = "; ".join(f"{r.monitor} on version {r.version}: {r.summary}" for r in errors)
-        return ConditionType.MONITORING, UNKNOWN, Reason.MONITOR_ERROR, text[:2000]
-    if dropping := _capture_failing(capture, old):
-        return dropping
-    if not results:
-        return ConditionType.MONITORING, UNKNOWN, Reason.MONITORS_PENDING, "no window judged yet"
-    judged = ", ".join(f"{r.monitor}@v{r.version}: {r.verdict.value}" for r in results)
-    return ConditionType.MONITORING, TRUE, Reason.MONITORS_PASSING, judged
 
 
 def decide_monitoring(
@@ -435,7 +399,7 @@ def decide_monitoring(
         submissions=submissions,
         drafts=decision_drafts,
         events=events,
-        conditions=[_condition(current, capture, old)],
+        conditions=[monitoring_condition(current, capture, old)],
         canary_failure=canary_failure,
         promotion_rollback=promotion_rollback,
         retrain=retrain,
