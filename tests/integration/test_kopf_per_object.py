@@ -84,7 +84,9 @@ async def test_deleting_an_object_mid_pass_releases_it_promptly(
         return PassResult({"phase": "Ready", "message": "same"}, retry=False, requeue_after_s=None)
 
     monkeypatch.setattr(handlers, "_work", slow)
-    monkeypatch.setattr(handlers, "_finalize", lambda _body: DeletionDecision(release_finalizer=True, actions=[]))
+    monkeypatch.setattr(
+        handlers, "_finalize", lambda _body: DeletionDecision(release_finalizer=True, actions=[])
+    )
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     settings.posting.enabled = False
