@@ -44,6 +44,7 @@ from steward.operator.observations import Observations, Problem, ResolvedModel, 
 from steward.operator.retraining_rollout import candidate_queued, candidate_step, rollout_target
 from steward.operator.retraining_step import retraining_actions, retraining_decision
 from steward.operator.rollout import RolloutDecision, decide_rollout
+from steward.operator.rollout_analysis import window_due_in_s
 from steward.operator.serve_config import (
     TrafficPlan,
     app_name,
@@ -234,6 +235,7 @@ def decide(md: ModelDeployment, obs: Observations, config: OperatorConfig, now: 
         requeue_after_s=requeue_after_s(
             # A queued candidate starts its canary once the rollout in progress ends: look again soon.
             config.rollout_tick_s if rollout is not None or candidate_queued(retraining) else None,
+            window_due_in_s(md, rollout, now),
             mon.requeue_after_s,
             ret.requeue_after_s,
         ),

@@ -3,8 +3,12 @@ stable, and pass, pause or roll back (pure)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from steward.api.model_deployment import ModelDeployment
 from steward.api.rollout import (
     MAX_WINDOWS_IN_STATUS,
+    ActiveRollout,
     Outcome,
     RolloutState,
     RolloutStep,
@@ -20,6 +24,17 @@ from steward.operator.rollout_machine import MachineBase
 
 # A window with fewer than minRequests stays open up to this many intervals before it is judged inconclusive.
 LOW_TRAFFIC_WINDOW_EXTENSION = 5
+# Come back this much after a window's end, so that the pass sees it complete whatever the clocks' jitter.
+WINDOW_END_MARGIN_S = 0.05
+
+
+def window_due_in_s(md: ModelDeployment, r: ActiveRollout | None, now: datetime) -> float | None:
+    """Seconds until the open analysis window has run its interval: the pass that judges it (and rolls a
+    failing canary back) comes then, not up to a rollout tick later."""
+    if r is None or r.state is not RolloutState.PROGRESSING or r.window_started_at is None:
+        return None
+    remaining = md.spec.rollout.analysis.interval_s - (now - r.window_started_at).total_seconds()
+    return remaining + WINDOW_END_MARGIN_S if remaining > 0 else None
 
 
 class AnalysisSteps(MachineBase):

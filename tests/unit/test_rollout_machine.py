@@ -499,3 +499,23 @@ def test_registry_outage_mid_rollout_freezes_it():
     for _ in range(40):
         world.step(model=Problem(Reason.REGISTRY_UNREACHABLE, "refused", True))
     assert world.rollout == before and world.applies == applies
+
+
+def test_a_failing_window_is_judged_at_its_end_not_a_tick_later():
+    """Paced as the loop paces it (each pass at the decision's requeue), the pass that judges a window comes
+    right after the window's interval, so a failing canary is rolled back then: the rollout tick (2 s) is not
+    added to the time to rollback."""
+    world = settled()
+    world.behaviour["4"] = Behaviour(error_share=0.25)
+    # 5 s windows on a 2 s tick: judged a whole second late if passes kept to the tick.
+    start(world, with_rollout({"analysis": {"interval": "5s", "minRequests": 1}}))
+    world.step()
+    opened = None
+    while world.rollout is not None and world.rollout.state != RolloutState.ROLLING_BACK:
+        if opened is None and world.rollout.window_started_at is not None:
+            opened = world.rollout.window_started_at
+        due = world.decisions[-1].requeue_after_s
+        world.step(2.0 if due is None else due)
+    assert opened is not None and world.rollout is not None
+    late = (world.now - opened).total_seconds() - 5.0
+    assert 0 < late <= 0.1, late
