@@ -6,8 +6,9 @@ with every run (`cpu_s`) so that a report can say what it took from the machine.
 
 - `open_loop`: requests start on a Poisson schedule at a fixed mean rate whether or not earlier ones are done;
   latency counts from the scheduled start, so time spent waiting for a free connection is counted (no
-  coordinated omission). Bounded in count and in time: what does not start by `max_s` is reported as
-  not sent, and the arm as unable to hold the rate.
+  coordinated omission). Bounded in count and in time: what is not scheduled by `max_s` is reported as
+  not sent, and what is not answered `GRACE_S` later as abandoned (an arm that cannot hold the rate shows
+  both; their latencies, which would be the longest, are missing from its percentiles).
 - `closed_loop`: `concurrency` connections each send the next request as soon as the last one is answered,
   for `duration_s`: the throughput the server sustains.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 MAX_CONNECTIONS = 64
+GRACE_S = 10.0
 READ_TIMEOUT_S = 30.0
 
 
@@ -29,6 +31,7 @@ class Run:
     latencies_ms: list[float] = field(default_factory=list)
     errors: dict[int, int] = field(default_factory=dict)  # status (0: transport error) -> count
     not_sent: int = 0
+    abandoned: int = 0
     wall_s: float = 0.0
     cpu_s: float = 0.0
 
@@ -41,6 +44,7 @@ class Run:
         for status, n in other.errors.items():
             self.errors[status] = self.errors.get(status, 0) + n
         self.not_sent += other.not_sent
+        self.abandoned += other.abandoned
         self.wall_s += other.wall_s
         self.cpu_s += other.cpu_s
 
@@ -124,6 +128,10 @@ async def _one(pool: Pool, run: Run, scheduled: float) -> None:
     try:
         conn = await pool.take()
         status = await asyncio.wait_for(conn.post(pool.target), READ_TIMEOUT_S)
+    except asyncio.CancelledError:  # abandoned by open_loop: the half-read connection cannot be reused
+        if conn is not None:
+            conn.close()
+        raise
     except (OSError, asyncio.IncompleteReadError, TimeoutError):
         # Counted (status 0) and reported with the arm's figures; the broken connection is replaced.
         if conn is not None:
@@ -152,7 +160,13 @@ async def open_loop(target: Target, rate_rps: float, count: int, max_s: float, s
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(_one(pool, run, scheduled)))
-    await asyncio.gather(*tasks)
+    if tasks:
+        wait_s = max(0.0, start + max_s - time.perf_counter()) + GRACE_S
+        _, pending = await asyncio.wait(tasks, timeout=wait_s)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        run.abandoned = len(pending)
     run.wall_s, run.cpu_s = time.perf_counter() - start, time.process_time() - cpu0
     pool.close()
     return run

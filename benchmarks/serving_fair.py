@@ -138,13 +138,14 @@ def measure(
     blocks: int | None = None,
     per_block: int | None = None,
     router_max_ongoing: int | None = None,
+    home: Path | None = None,
 ) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     plan = replace(plan, blocks=blocks or plan.blocks, per_block=per_block or plan.per_block)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="steward-bench-fair-") as home:
+    with tempfile.TemporaryDirectory(prefix="steward-bench-fair-") as tmp:
         servers = ServingStack(
-            Path(home),
+            home or Path(tmp),
             max_ongoing_requests=max_ongoing,
             ray_env=dict(ray_env or {}),
             router_max_ongoing=router_max_ongoing,
@@ -187,8 +188,8 @@ def headline(r: dict[str, Any]) -> str:
             diff = o.get("vs_bare", {}).get("p50_overhead")
             if diff:
                 p += f" (+{diff['ms']:.2f} [{diff['ci95_low_ms']:.2f}, {diff['ci95_high_ms']:.2f}])"
-            if o["not_sent"] or o["errors"]:
-                p += f" not_sent {o['not_sent']} errors {o['errors']}"
+            if o["not_sent"] or o["abandoned"] or o["errors"]:
+                p += f" not_sent {o['not_sent']} abandoned {o['abandoned']} errors {o['errors']}"
             parts.append(p)
         lines.append("".join(parts))
     for lv in LEVELS:
@@ -211,13 +212,14 @@ def main() -> None:
     parser.add_argument(
         "--router-max-ongoing",
         type=int,
-        help="add an arm 'one_router_mor': (c) with this max_ongoing_requests on the router deployment",
+        help="add an arm 'one-router-mor': (c) with this max_ongoing_requests on the router deployment",
     )
+    parser.add_argument("--home", type=Path, help="keep the stack's files here")
     parser.add_argument("--out", type=Path, help="also write the result here (JSON)")
     args = parser.parse_args()
     ray_env = dict(item.split("=", 1) for item in args.ray_env)
     result = measure(
-        args.quick, ray_env, args.max_ongoing, args.blocks, args.per_block, args.router_max_ongoing
+        args.quick, ray_env, args.max_ongoing, args.blocks, args.per_block, args.router_max_ongoing, args.home
     )
     text = json.dumps(result, indent=2, default=lambda o: o.__dict__)
     if args.out:

@@ -52,6 +52,7 @@ def summary(run: Run) -> dict[str, Any]:
         "answered": run.answered,
         "errors": {str(k): v for k, v in sorted(run.errors.items())},
         "not_sent": run.not_sent,
+        "abandoned": run.abandoned,
         **percentiles(run.latencies_ms),
     }
 

@@ -34,7 +34,8 @@ MODEL = "credit-risk"
 # A logical share (Ray does not pin cores): six model replicas must fit the stack's 2 logical CPUs.
 CPU_PER_REPLICA = 0.25
 CAPTURE = {"capture": {"sampleRate": 1.0, "sensitiveFeatures": ["gender"]}}
-READY_TIMEOUT_S = 300.0
+# Nine applications on a loaded 2-core machine took longer than 300 s (load 30, 2026-11-24).
+READY_TIMEOUT_S = 900.0
 
 
 def free_port() -> int:
@@ -56,7 +57,7 @@ class ServingStack:
     home: Path
     max_ongoing_requests: int = 16
     ray_env: dict[str, str] = field(default_factory=dict)
-    # A lever measured in the same run: arm 'one_router_mor' is (c) with this on its router deployment.
+    # A lever measured in the same run: arm 'one-router-mor' is (c) with this on its router deployment.
     router_max_ongoing: int | None = None
     arms: dict[str, Arm] = field(default_factory=dict)
     _stack: Stack | None = None
@@ -155,10 +156,10 @@ class ServingStack:
         self.arms["passthrough"] = Arm("passthrough", f"{stack.serve_url}/passthrough")
         arms = [("one", one, None), ("canary", split, None), ("captured", one, CAPTURE)]
         if self.router_max_ongoing is not None:
-            arms.append(("one_router_mor", one, None))
+            arms.append(("one-router-mor", one, None))
         for name, plan, monitoring in arms:
             planned = plan_serve_apps(self._resource(name, monitoring), MODEL, plan, config)
-            if name == "one_router_mor":
+            if name == "one-router-mor":
                 planned[0]["deployments"][0]["max_ongoing_requests"] = self.router_max_ongoing
             apps += planned
             self.arms[name] = Arm(name, f"{stack.serve_url}/default/{name}", capture=monitoring is not None)
