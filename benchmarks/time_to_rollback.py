@@ -116,8 +116,8 @@ def measure(runs: int, home: Path) -> dict[str, object]:
         ray_dashboard_port=free_port(),
         serve_port=free_port(),
     )
-    stack.up()
     try:
+        stack.up()  # inside: a start-up that fails half-way still stops what it started
         stable = ensure_champion(stack, console)
         store = LocalStore(home)
         (md,) = load_manifests(EXAMPLE)
