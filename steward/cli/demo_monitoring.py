@@ -242,10 +242,17 @@ def quality_chapter(scene: Scene) -> None:
     print_status(scene.get().resource())
 
 
+def retraining_chapter(scene: Scene) -> None:
+    from steward.cli.demo_retraining import retraining_chapter as play  # it imports Scene from here
+
+    play(scene)
+
+
 CHAPTERS: dict[str, Callable[[Scene], None]] = {
     "drift": drift_chapter,
     "fairness": fairness_chapter,
     "quality": quality_chapter,
+    "retraining": retraining_chapter,
 }
 
 

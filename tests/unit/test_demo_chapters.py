@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from steward.cli.demo import CHAPTERS, chapters_from
+from steward.api.manifests import load_manifests
+from steward.cli.demo import CHAPTERS, DEFAULT_CHAPTERS, chapters_from
+from steward.cli.demo_monitoring import CHAPTERS as MONITORING_CHAPTERS
 
 
 @pytest.mark.parametrize(
     ("given", "played"),
     [
-        (None, list(CHAPTERS)),
+        (None, list(DEFAULT_CHAPTERS)),
         ("all", ["rollout", "drift", "fairness", "quality"]),
         ("quality,drift", ["drift", "quality"]),
         (" fairness ", ["fairness"]),
         ("rollout,rollout", ["rollout"]),
+        ("retraining", ["retraining"]),
+        ("retraining,drift", ["drift", "retraining"]),
     ],
 )
 def test_chosen_chapters_play_in_order(given: str | None, played: list[str]) -> None:
@@ -25,3 +29,25 @@ def test_chosen_chapters_play_in_order(given: str | None, played: list[str]) -> 
 def test_an_unknown_chapter_is_refused_naming_the_choices(given: str) -> None:
     with pytest.raises(ValueError, match="choose from rollout, drift, fairness, quality"):
         chapters_from(given)
+
+
+def test_the_retraining_chapter_closes_the_demo_on_the_monitored_scene_but_only_when_chosen() -> None:
+    # It plays last, on the monitoring chapters' live client (it needs their Scene), and `all` leaves it out
+    # until the whole demo fits in 10 minutes with it.
+    assert CHAPTERS[-1] == "retraining" and "retraining" in MONITORING_CHAPTERS
+    assert "retraining" not in DEFAULT_CHAPTERS and chapters_from("all") == list(DEFAULT_CHAPTERS)
+
+
+def test_the_retraining_manifest_closes_the_loop_on_drift() -> None:
+    from steward.api.monitoring import BreachAction
+    from steward.api.retraining import Approval
+    from steward.cli.demo_retraining import RETRAINING, downturn
+
+    (md,) = load_manifests(RETRAINING)
+    assert md.spec.retraining is not None and md.spec.retraining.approval == Approval.AUTOMATIC
+    drift = next(m for m in md.spec.monitoring.monitors if m.name == "drift")
+    assert drift.on_breach == BreachAction.RETRAIN
+    assert md.spec.model.alias == "champion" and md.spec.rollout.analysis.require_monitors == ["fairness"]
+    people = downturn(200, seed=1)
+    assert len(people) == 200 and people == downturn(200, seed=1)  # deterministic
+    assert {p.defaulted for p in people} == {0, 1}
