@@ -42,13 +42,17 @@ def main(argv: list[str]) -> int:
         return 2
     job, job_id = decode_job(argv[1]), ray_job_id()
     if job_id is not None:
-        from steward.monitors.worker import judge_in_worker
+        from steward.monitors.worker import WorkerUnavailable, judge_in_worker
 
-        print(judge_in_worker(job, job_id))
-    else:
-        from steward.monitors.job import judge_and_store
+        try:
+            print(judge_in_worker(job, job_id))
+            return 0
+        except WorkerUnavailable as exc:
+            # Slower, never wrong: the window is judged here, as it was before the warm worker.
+            print(f"warm monitor worker unavailable ({exc}); judging in this process", file=sys.stderr)
+    from steward.monitors.job import judge_and_store
 
-        print(judge_and_store(job))
+    print(judge_and_store(job, job_id))
     return 0
 
 

@@ -52,12 +52,24 @@ def worker_name() -> str:
     return f"steward-monitor-{digest.hexdigest()[:16]}"
 
 
+class WorkerUnavailable(Exception):
+    """The driver could not reach (or start) the warm worker: the caller judges in-process instead."""
+
+
 def judge_in_worker(job: MonitorJob, job_id: str) -> str:
-    """From a Ray Job's driver: judge the window in the cluster's warm worker; its summary line."""
-    if not ray.is_initialized():
-        ray.init(address="auto", namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
-    worker = MonitorWorker.options(
-        name=worker_name(), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
-    ).remote()
-    line: str = ray.get(worker.judge.remote(job.model_dump_json(by_alias=True), job_id))
+    """From a Ray Job's driver: judge the window in the cluster's warm worker; its summary line. Raises
+    WorkerUnavailable when the worker cannot be reached or dies; an error of the judging itself propagates."""
+    try:
+        if not ray.is_initialized():
+            ray.init(address="auto", namespace=NAMESPACE, logging_level=logging.WARNING, log_to_driver=False)
+        worker = MonitorWorker.options(
+            name=worker_name(), namespace=NAMESPACE, lifetime="detached", get_if_exists=True
+        ).remote()
+        pending = worker.judge.remote(job.model_dump_json(by_alias=True), job_id)
+    except Exception as exc:  # connecting fails in many ways (auth, GCS, actor start): all mean "not here"
+        raise WorkerUnavailable(f"{type(exc).__name__}: {exc}"[:500]) from exc
+    try:
+        line: str = ray.get(pending)
+    except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
+        raise WorkerUnavailable(f"{type(exc).__name__}: {exc}"[:500]) from exc
     return line

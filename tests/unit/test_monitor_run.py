@@ -201,3 +201,24 @@ def test_the_warm_worker_is_one_per_job_environment(monkeypatch: pytest.MonkeyPa
     assert team_a == name_with({"env_vars": {"AWS_ACCESS_KEY_ID": "a"}})
     assert team_a != name_with({"env_vars": {"AWS_ACCESS_KEY_ID": "b"}})
     assert re.fullmatch(r"steward-monitor-[0-9a-f]{16}", team_a)
+
+
+def test_a_job_whose_warm_worker_is_unreachable_judges_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seen on a machine running several Ray clusters: Ray gives a job's driver the address of the latest
+    cluster started there, whose token it lacks. The window is still judged (here), the job id kept."""
+    from steward.monitors import worker
+
+    def unreachable(_job: MonitorJob, _job_id: str) -> str:
+        raise worker.WorkerUnavailable("AuthenticationError: InvalidAuthToken")
+
+    monkeypatch.setattr(worker, "judge_in_worker", unreachable)
+    monkeypatch.setenv(
+        "RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"metadata": {"job_submission_id": "sid-7"}})
+    )
+    uri = store_with_window(tmp_path, captured(200, START, seed=11))
+    spec = MonitorSpec(name="fair", kind=MonitorKind.FAIRNESS, window=Window(duration="2h"))
+    result = run_main(job(uri, spec))
+    assert result.job_id == "sid-7" and result.rows == 200
+    assert "judging in this process" in capsys.readouterr().err
