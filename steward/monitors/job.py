@@ -65,23 +65,34 @@ def compute(job: MonitorJob, window: WindowData) -> Computed:
     return Computed(quality.verdict, quality.summary, quality.checks)
 
 
+def should_compare_with_stable(job: MonitorJob) -> bool:
+    """A canary's fairness or drift window, with the comparison left on in its settings."""
+    from steward.api.monitoring import DriftSettings, FairnessSettings
+
+    if job.stable_version is None:
+        return False
+    if job.monitor.kind is MonitorKind.FAIRNESS:
+        return (job.monitor.fairness or FairnessSettings()).max_worse_than_stable < 1
+    if job.monitor.kind is MonitorKind.DRIFT:
+        return (job.monitor.drift or DriftSettings()).predictions_vs_stable
+    return False
+
+
 def against_stable(job: MonitorJob, window: WindowData, computed: Computed) -> Computed:
     """A canary's fairness figures and predictions, compared with stable's over the same window."""
     from steward.api.monitoring import DriftSettings, FairnessSettings
     from steward.monitors import versus
 
     stable_version = job.stable_version
-    if stable_version is None or computed.verdict is MonitorVerdict.ERROR:
+    if (
+        stable_version is None
+        or computed.verdict is MonitorVerdict.ERROR
+        or not should_compare_with_stable(job)
+    ):
         return computed
     kind = job.monitor.kind
     fairness = job.monitor.fairness or FairnessSettings()
     drift = job.monitor.drift or DriftSettings()
-    if kind is MonitorKind.QUALITY or (
-        fairness.max_worse_than_stable >= 1
-        if kind is MonitorKind.FAIRNESS
-        else not drift.predictions_vs_stable
-    ):
-        return computed
     try:
         stable = load_window(job.model_copy(update={"version": stable_version}))
     except store.StoreError as exc:
