@@ -51,9 +51,13 @@ def measure(requests: int) -> dict[str, Any]:
         rows = applicants(200, seed=11)[FEATURES + SENSITIVE].to_dict(orient="records")
         payloads = [{"dataframe_records": [row]} for row in rows]
 
+        # Without capture the router knows no sensitive fields: the caller sends the model's inputs only.
+        bare_payloads = [{"dataframe_records": [{k: row[k] for k in FEATURES}]} for row in rows]
+
         def bare(payload: dict[str, Any]) -> None:
-            body, _ = strip_sensitive(None, payload)
-            score(model, body, "rid", with_proba=False)
+            answer = score(model, payload, "rid", with_proba=False)
+            if answer.status != 200:
+                raise RuntimeError(f"the baseline request failed: {answer.body}")
 
         def captured(payload: dict[str, Any]) -> None:
             rid = uuid.uuid4().hex
@@ -61,6 +65,8 @@ def measure(requests: int) -> dict[str, Any]:
             body, sensitive = strip_sensitive(spec, payload)
             started = time.perf_counter()
             answer = score(model, body, rid, with_proba=capture.wants(spec, rid))
+            if answer.status != 200:
+                raise RuntimeError(f"the captured request failed: {answer.body}")
             latency_ms = (time.perf_counter() - started) * 1000
             capture.offer(
                 spec, Captured(rid, at, "1", answer.status, latency_ms, body, sensitive, answer.body), 200
@@ -68,14 +74,15 @@ def measure(requests: int) -> dict[str, Any]:
 
         times: dict[str, list[float]] = {"bare": [], "capture": []}
         arms = {"bare": bare, "capture": captured}
+        inputs = {"bare": bare_payloads, "capture": payloads}
         for _ in range(50):  # warm-up, excluded
-            bare(payloads[0])
+            bare(bare_payloads[0])
             captured(payloads[0])
         for block in range(max(requests // BLOCK, 2)):
             for name in ("bare", "capture") if block % 2 == 0 else ("capture", "bare"):
                 for i in range(BLOCK):
                     started = time.perf_counter()
-                    arms[name](payloads[i % len(payloads)])
+                    arms[name](inputs[name][i % len(rows)])
                     times[name].append((time.perf_counter() - started) * 1000)
         capture.reconfigure(None, None, lambda: "replica-1")
         time.sleep(2)  # the last batch is written on the closing writer's thread

@@ -1,6 +1,7 @@
 """Score one JSON request against an MLflow pyfunc model, in MLflow's own scoring formats.
 
-Parsing and signature enforcement are MLflow's (`infer_and_parse_data`, `PyFuncModel.predict`), after a check
+Parsing and signature enforcement are MLflow's (`infer_and_parse_data`, `PyFuncModel.predict`, or its schema
+enforcement where the class probabilities share the pass: steward.serving.probabilities), after a check
 of our own that names missing and mistyped columns (steward.serving.signature); this module sorts what can go
 wrong into answers a client can act on: the caller's fault (4xx, with a code) or the model's (500), never an
 exception that escapes to kill the replica. Answers never carry exception text (it can hold a printed frame of
@@ -21,6 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from mlflow.pyfunc.scoring_server import SUPPORTED_FORMATS, infer_and_parse_data, predictions_to_json
 
+from steward.serving import probabilities as probabilities_of
 from steward.serving.capture import PROBA_FIELD
 from steward.serving.signature import column_problems
 
@@ -126,26 +128,6 @@ def _json_type(value: Any) -> str:
     )
 
 
-def class_probabilities(model: PyFuncModel, data: Any, request_id: str = "") -> list[dict[str, float]] | None:
-    """Per row, class -> probability, where the model gives them: a classifier flavour whose raw model has
-    `predict_proba` and `classes_` (scikit-learn and look-alikes). Only for captured requests, after the
-    answer is known: a failure here costs the record its probabilities, never the caller its answer."""
-    try:
-        raw = model.get_raw_model()
-    except NotImplementedError:
-        return None
-    predict_proba, classes = getattr(raw, "predict_proba", None), getattr(raw, "classes_", None)
-    if predict_proba is None or classes is None:
-        return None
-    try:
-        table = predict_proba(data)
-        names = [str(c.item() if hasattr(c, "item") else c) for c in classes]
-        return [{name: float(p) for name, p in zip(names, row, strict=True)} for row in table]
-    except Exception as exc:  # noqa: BLE001 - the answer is already computed; the record goes without them
-        log.info("request %s: no class probabilities: %s: %s", request_id, type(exc).__name__, exc)
-        return None
-
-
 def score(
     model: PyFuncModel, payload: dict[str, Any], request_id: str = "", with_proba: bool = False
 ) -> Answer:
@@ -169,7 +151,7 @@ def score(
         log.info("request %s: %s input could not be parsed: %s: %s", request_id, fmt, type(exc).__name__, exc)
         return error(ErrorCode.INVALID_INPUT, f"the input could not be read as {fmt} for this model")
     try:
-        predictions = model.predict(data)
+        predictions, probabilities = probabilities_of.predict(model, data, with_proba, request_id)
     except MlflowException as exc:
         # Raised by MLflow's schema enforcement before the model runs, for what column_problems does not know.
         log.info("request %s: MLflow refused the input: %s", request_id, exc.message)
@@ -184,8 +166,6 @@ def score(
     except Exception:
         log.exception("request %s: the model's predictions cannot be written as JSON", request_id)
         return error(ErrorCode.MODEL_ERROR, "the model returned predictions that cannot be sent as JSON")
-    if with_proba:
-        probabilities = class_probabilities(model, data, request_id)
-        if probabilities is not None:
-            result[PROBA_FIELD] = probabilities
+    if probabilities is not None:
+        result[PROBA_FIELD] = probabilities
     return Answer(200, result)
