@@ -168,6 +168,13 @@ class ModelDeploymentSpec(SpecModel):
                     "|| !self.monitoring.monitors.exists(m, has(m.onBreach) && m.onBreach == 'retrain')",
                     "message": "a monitor with onBreach: retrain needs spec.retraining",
                 },
+                {
+                    "rule": "!has(self.retraining) || !has(self.model.alias) || "
+                    "self.model.alias != (has(self.retraining.challengerAlias) ? "
+                    "self.retraining.challengerAlias : 'challenger')",
+                    "message": "retraining.challengerAlias must differ from model.alias, the alias a "
+                    "candidate earns on promotion",
+                },
             ]
         }
     )
@@ -186,6 +193,16 @@ class ModelDeploymentSpec(SpecModel):
         retrain = [m.name for m in self.monitoring.monitors if m.on_breach == BreachAction.RETRAIN]
         if retrain and self.retraining is None:
             raise ValueError(f"monitors {retrain} have onBreach: retrain, which needs spec.retraining")
+        return self
+
+    @model_validator(mode="after")
+    def _challenger_is_not_the_followed_alias(self) -> ModelDeploymentSpec:
+        # Steward would set the followed alias on an unproven candidate: traffic would follow it at once.
+        if self.retraining is not None and self.model.alias == self.retraining.challenger_alias:
+            raise ValueError(
+                f"retraining.challengerAlias {self.retraining.challenger_alias!r} is model.alias, the alias a "
+                "candidate earns only on promotion: name another (default: challenger)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -98,61 +98,14 @@ def training_metrics(model: Any, data: pd.DataFrame) -> dict[str, float]:
 
 
 def log_training_data(model: Any, data: pd.DataFrame) -> str:
-    """Logs the training frame (with the model's predictions, for prediction drift) as a Parquet artifact
-    and as the run's `training` dataset input: the drift monitors' default reference. Returns its URI."""
-    import tempfile
-    from pathlib import Path
-
-    import mlflow
-    from mlflow.data.pandas_dataset import from_pandas
+    """Logs the training frame (with the model's predictions, for prediction drift) as the run's `training`
+    dataset: the drift monitors' default reference. Returns its URI."""
+    from steward.monitors.reference import log_reference
 
     frame = data[[*FEATURES, *SENSITIVE, "defaulted"]].assign(
         prediction=model.predict(data[FEATURES].astype("float64"))
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "training.parquet"
-        frame.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path="reference")
-    uri = mlflow.get_artifact_uri("reference/training.parquet")
-    dataset = from_pandas(frame, source=_artifact_source(str(uri)), name="training", targets="defaulted")
-    mlflow.log_input(dataset, context="training")
-    return str(uri)
-
-
-def _artifact_source(uri: str) -> Any:
-    """A dataset source for any artifact URI. MLflow resolves s3:// and file: itself, but not the
-    `mlflow-artifacts:` URIs of a tracking server that proxies artifacts (the local stack's), so it gets this
-    source, which MLflow stores as `{"uri": ...}` like its own (steward.monitors.reference reads that)."""
-    from mlflow.artifacts import download_artifacts
-    from mlflow.data.dataset_source import DatasetSource
-
-    class ArtifactUriSource(DatasetSource):
-        def __init__(self, uri: str) -> None:
-            self.uri = uri
-
-        @staticmethod
-        def _get_source_type() -> str:
-            return "artifact"
-
-        def load(self) -> str:
-            return str(download_artifacts(artifact_uri=self.uri))
-
-        @staticmethod
-        def _can_resolve(raw_source: Any) -> bool:
-            return False
-
-        @classmethod
-        def _resolve(cls, raw_source: Any) -> ArtifactUriSource:
-            return cls(str(raw_source))
-
-        def to_dict(self) -> dict[str, Any]:
-            return {"uri": self.uri}
-
-        @classmethod
-        def from_dict(cls, source_dict: dict[Any, Any]) -> ArtifactUriSource:
-            return cls(str(source_dict["uri"]))
-
-    return ArtifactUriSource(uri)
+    return log_reference(frame, targets="defaulted")
 
 
 def register(tracking_uri: str, model_name: str, n: int = 4000, seed: int = 7) -> str:

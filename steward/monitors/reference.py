@@ -1,8 +1,8 @@
 """The drift reference: an explicit URI, else the training dataset logged with the version's MLflow run.
 
-`register()` in steward.dev.credit_model logs it with
-`mlflow.log_input(from_pandas(df, source=<artifact uri>), context="training")`;
-MLflow keeps the source as JSON (`{"uri": ...}`) on the run's dataset inputs.
+`log_reference` (called by the trainers: steward.dev.credit_model, steward.retraining.example_train) logs
+it with `mlflow.log_input(from_pandas(df, source=<artifact uri>), context="training")`; MLflow keeps the
+source as JSON (`{"uri": ...}`) on the run's dataset inputs.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -97,3 +98,56 @@ def load_reference(job: MonitorJob) -> Reference:
     if frame.empty:
         raise store.StoreError(f"reference {uri} has no rows")
     return Reference(frame, uri, digest)
+
+
+def log_reference(frame: pd.DataFrame, targets: str | None = None) -> str:
+    """In the active MLflow run: `frame` (model inputs by name, sensitive features, the label, and the
+    model's `prediction`) as a Parquet artifact and as the run's `training` dataset input, which
+    `load_reference` finds for the version registered from this run. Returns the artifact's URI."""
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "training.parquet"
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path="reference")
+    uri = str(mlflow.get_artifact_uri("reference/training.parquet"))
+    dataset = from_pandas(frame, source=_artifact_source(uri), name=TRAINING_CONTEXT, targets=targets)
+    mlflow.log_input(dataset, context=TRAINING_CONTEXT)
+    return uri
+
+
+def _artifact_source(uri: str) -> Any:
+    """A dataset source for any artifact URI. MLflow resolves s3:// and file: itself, but not the
+    `mlflow-artifacts:` URIs of a tracking server that proxies artifacts (the local stack's), so it gets this
+    source, which MLflow stores as `{"uri": ...}` like its own (steward.monitors.reference reads that)."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.data.dataset_source import DatasetSource
+
+    class ArtifactUriSource(DatasetSource):
+        def __init__(self, uri: str) -> None:
+            self.uri = uri
+
+        @staticmethod
+        def _get_source_type() -> str:
+            return "artifact"
+
+        def load(self) -> str:
+            return str(download_artifacts(artifact_uri=self.uri))
+
+        @staticmethod
+        def _can_resolve(raw_source: Any) -> bool:
+            return False
+
+        @classmethod
+        def _resolve(cls, raw_source: Any) -> ArtifactUriSource:
+            return cls(str(raw_source))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"uri": self.uri}
+
+        @classmethod
+        def from_dict(cls, source_dict: dict[Any, Any]) -> ArtifactUriSource:
+            return cls(str(source_dict["uri"]))
+
+    return ArtifactUriSource(uri)

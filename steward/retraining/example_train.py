@@ -23,6 +23,7 @@ import pandas as pd
 
 from steward.api.monitoring import CaptureColumn
 from steward.api.retraining import Figures, TrainingJob, TrainingResult
+from steward.monitors.reference import log_reference
 from steward.monitors.window import LABEL, text_series
 from steward.retraining.contract import (
     TrainingError,
@@ -50,6 +51,17 @@ def features(frame: pd.DataFrame) -> list[str]:
 
 def inputs(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({n: frame[CaptureColumn.INPUT + n].astype("float64") for n in names})
+
+
+def reference_frame(rows: pd.DataFrame, names: list[str], predicted: np.ndarray) -> pd.DataFrame:
+    """Training rows as a drift reference: inputs and sensitive features by name, label, prediction."""
+    sensitive = [c for c in rows.columns if c.startswith(CaptureColumn.SENSITIVE)]
+    frame = inputs(rows, names)
+    for column in sensitive:
+        frame[column.removeprefix(CaptureColumn.SENSITIVE)] = rows[column].to_numpy()
+    frame[LABEL] = pd.to_numeric(rows[LABEL], errors="coerce").to_numpy()
+    frame[CaptureColumn.PREDICTION] = predicted
+    return frame
 
 
 def quality(truth: pd.Series, predicted: np.ndarray, proba: np.ndarray | None) -> dict[str, float]:
@@ -167,6 +179,8 @@ def train(job: TrainingJob) -> TrainingResult:
             {"rows": len(labelled), "holdout_fraction": margins.holdout_fraction, "features": ",".join(names)}
         )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.quality.items()})
+        # The candidate's drift reference, once it serves: what it was trained on, as the monitors name it.
+        log_reference(reference_frame(train_rows, names, model.predict(inputs(train_rows, names))), LABEL)
         info = mlflow.sklearn.log_model(
             model,
             name="model",

@@ -108,6 +108,14 @@ def test_the_example_trainer_registers_a_candidate_with_lineage(
     assert tags["steward.trigger"] == "retraining-requested:command:c1"
     assert tags["steward.parent_version"] == parent and tags["steward.trigger.record_hash"] == "ef" * 32
     assert "part.parquet" in tags["steward.data.windows"]
+    # Once it serves, its drift monitor finds what it was trained on (the default reference).
+    from steward.monitors.reference import _download, logged_dataset_uri
+
+    uri = logged_dataset_uri(tracking, None, "credit-risk", result.candidate_version)
+    reference, _ = _download(uri, tracking)
+    assert len(reference) == result.training_rows
+    assert {"income", "loan_amount", "gender", "label", "prediction"} <= set(reference.columns)
+    assert "customer" not in reference.columns  # a hashed field is no feature
 
 
 def test_too_few_labels_is_a_result_with_an_error_not_a_crash(

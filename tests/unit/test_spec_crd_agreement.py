@@ -385,6 +385,15 @@ SPEC = {"model": {"name": "m", "version": "3"}}
             },
             "includePredictions",
         ),
+        # A candidate's alias must not be the followed one: traffic would follow it before its canary.
+        ({"model": {"name": "m", "alias": "challenger"}, "retraining": {"entrypoint": "x"}}, "challengerAlias"),
+        (
+            {
+                "model": {"name": "m", "alias": "champion"},
+                "retraining": {"entrypoint": "x", "challengerAlias": "champion"},
+            },
+            "challengerAlias",
+        ),
     ],
 )
 def test_the_issue_examples_are_refused_by_both(patch, field):

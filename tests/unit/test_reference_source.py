@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.data.pandas_dataset import from_pandas
 
-from steward.dev.credit_model import _artifact_source
+from steward.monitors.reference import _artifact_source
 
 URIS = [
     "mlflow-artifacts:/1/0a1b/artifacts/reference/training.parquet",
