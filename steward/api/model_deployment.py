@@ -200,8 +200,8 @@ class ModelDeploymentSpec(SpecModel):
         # Steward would set the followed alias on an unproven candidate: traffic would follow it at once.
         if self.retraining is not None and self.model.alias == self.retraining.challenger_alias:
             raise ValueError(
-                f"retraining.challengerAlias {self.retraining.challenger_alias!r} is model.alias, the alias a "
-                "candidate earns only on promotion: name another (default: challenger)"
+                f"retraining.challengerAlias {self.retraining.challenger_alias!r} is model.alias, the alias "
+                "a candidate earns only on promotion: name another (default: challenger)"
             )
         return self
 

@@ -17,11 +17,14 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from steward.api.rollout import DURATION
+from steward.api.rollout import DURATION, ROLLOUT_COMMAND_ANNOTATION
 from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
 
 # Who asks for a run or approves one: the CLI writes a RetrainingCommand here, the operator acts on it once.
 RETRAINING_COMMAND_ANNOTATION = "steward.io/retraining-command"
+# A person's commands, as annotations: each is a change the admission webhook stamps with its author and
+# a pass acts on at once.
+COMMAND_ANNOTATIONS = (ROLLOUT_COMMAND_ANNOTATION, RETRAINING_COMMAND_ANNOTATION)
 # The environment variable that carries the TrainingJob (JSON) into the job.
 TRAINING_JOB_ENV = "STEWARD_TRAINING_JOB"
 # Kubernetes memory quantity. The same pattern as serving.resources.memory (model_deployment imports this

@@ -3,9 +3,9 @@
 `steward.io/actor` is what a client says about itself (the steward CLI fills it in); a mutating admission
 webhook sees the API server's `userInfo` and records it in `steward.io/authenticated-user`. Only this webhook
 may set it, so it rules on every create and update: a change a person makes (a new object, a spec change, a
-rollout command) gets that person's name, replacing whatever the request carried; any other update (the
-operator's status and bookkeeping writes, a metadata-only edit) gets the previous value back, so the person's
-name stays and nobody can plant one without making the change it would vouch for.
+rollout or retraining command) gets that person's name, replacing whatever the request carried; any other
+update (the operator's status and bookkeeping writes, a metadata-only edit) gets the previous value back, so
+the person's name stays and nobody can plant one without making the change it would vouch for.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from steward.api.model_deployment import AUTHENTICATED_USER_ANNOTATION
-from steward.api.rollout import ROLLOUT_COMMAND_ANNOTATION
+from steward.api.retraining import COMMAND_ANNOTATIONS
 
 
 def authenticated_identity(userinfo: Mapping[str, Any]) -> str:
@@ -32,9 +32,7 @@ def is_human_change(operation: str, old: Mapping[str, Any] | None, new: Mapping[
     if operation != "UPDATE" or old is None or new is None:
         return False
     changed_spec = (old.get("spec") or {}) != (new.get("spec") or {})
-    changed_command = _annotations(old).get(ROLLOUT_COMMAND_ANNOTATION) != _annotations(new).get(
-        ROLLOUT_COMMAND_ANNOTATION
-    )
+    changed_command = any(_annotations(old).get(a) != _annotations(new).get(a) for a in COMMAND_ANNOTATIONS)
     return changed_spec or changed_command
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from steward.api.rollout import ROLLOUT_COMMAND_ANNOTATION
+from steward.api.retraining import COMMAND_ANNOTATIONS
 from steward.operator.config import OperatorConfig
 from steward.operator.core import retry_delay_s
 
@@ -53,10 +53,11 @@ def without_nulls(value: Any) -> Any:
 
 
 def inputs_digest(body: Mapping[str, Any]) -> str:
-    """What a person changes and a pass acts on: the spec (and its generation) and a rollout command."""
+    """What a person changes and a pass acts on: the spec (and its generation) and their commands."""
     metadata = body.get("metadata") or {}
     annotations = metadata.get("annotations") or {}
-    return digest([body.get("spec"), metadata.get("generation"), annotations.get(ROLLOUT_COMMAND_ANNOTATION)])
+    commands = [annotations.get(a) for a in COMMAND_ANNOTATIONS]
+    return digest([body.get("spec"), metadata.get("generation"), *commands])
 
 
 @dataclass

@@ -41,7 +41,7 @@ from steward.api.retraining import (
 from steward.api.rollout import duration_s
 from steward.audit.records import OPERATOR_ACTOR, RecordDraft
 from steward.operator.actions import EventType, PostEvent
-from steward.operator.audit_drafts import declared_actor
+from steward.operator.audit_drafts import actor_of
 from steward.operator.monitoring import JobState
 from steward.operator.retraining_drafts import (
     approved_draft,
@@ -165,7 +165,7 @@ class _Run:
 
     def command(self, command: RetrainingCommand) -> RetrainingTrigger | None:
         self.update(handled_command=command.id)
-        who = declared_actor(command.actor)
+        who = actor_of(self.md, command.actor)
         why = command.reason or "no reason given"
         if command.command == RetrainingCommandKind.RETRAIN:
             return RetrainingTrigger(

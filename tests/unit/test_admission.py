@@ -21,6 +21,7 @@ def obj(version: str = "3", **annotations: str) -> dict:
         ("CREATE", None, obj(), True),
         ("UPDATE", obj("3"), obj("4"), True),
         ("UPDATE", obj(), obj(**{"steward.io/rollout-command": '{"id":"c1","command":"pause"}'}), True),
+        ("UPDATE", obj(), obj(**{"steward.io/retraining-command": '{"id":"c2","command":"approve"}'}), True),
         (
             "UPDATE",
             obj(),

@@ -13,7 +13,7 @@ from steward.cli.demo_monitoring import CHAPTERS as MONITORING_CHAPTERS
     ("given", "played"),
     [
         (None, list(DEFAULT_CHAPTERS)),
-        ("all", ["rollout", "drift", "fairness", "quality", "retraining"]),
+        ("all", ["rollout", "drift", "fairness", "quality"]),
         ("quality,drift", ["drift", "quality"]),
         (" fairness ", ["fairness"]),
         ("rollout,rollout", ["rollout"]),
@@ -31,10 +31,11 @@ def test_an_unknown_chapter_is_refused_naming_the_choices(given: str) -> None:
         chapters_from(given)
 
 
-def test_the_retraining_chapter_closes_the_demo_on_the_monitored_scene() -> None:
-    # It plays last, on the monitoring chapters' live client (it needs their Scene).
+def test_the_retraining_chapter_closes_the_demo_on_the_monitored_scene_but_only_when_chosen() -> None:
+    # It plays last, on the monitoring chapters' live client (it needs their Scene), and `all` leaves it out
+    # until it passes reliably.
     assert CHAPTERS[-1] == "retraining" and "retraining" in MONITORING_CHAPTERS
-    assert DEFAULT_CHAPTERS == CHAPTERS and chapters_from("all") == list(CHAPTERS)
+    assert "retraining" not in DEFAULT_CHAPTERS and chapters_from("all") == list(DEFAULT_CHAPTERS)
 
 
 def test_the_retraining_manifest_closes_the_loop_on_drift() -> None:

@@ -106,6 +106,9 @@ def test_changed_inputs_are_acted_on_at_once_whatever_the_backoff():
     assert pacer.wait_s(body("1", status={"phase": "Ready"}), now=110.0) == 50.0  # our own write
     assert pacer.wait_s(body("2"), now=110.0) == 0.0  # a spec change
     assert pacer.wait_s(body("1", command='{"id":"c1"}'), now=110.0) == 0.0  # a rollout command
+    retrain = body("1")
+    retrain["metadata"]["annotations"]["steward.io/retraining-command"] = '{"id":"r1","command":"approve"}'
+    assert pacer.wait_s(retrain, now=110.0) == 0.0  # a retraining command (approve) too
     assert pacer.wait_s(body("1"), now=170.0) == 0.0
 
 

@@ -185,6 +185,16 @@ def test_a_manual_approval_waits_for_the_approve_command_and_records_who() -> No
     assert decision.submit is not None
     assert actions(decision) == [AuditAction.RETRAINING_APPROVED, AuditAction.RETRAINING_STARTED]
     assert decision.drafts[0].actor == "bob (declared)" and "MRM-12" in decision.drafts[0].reason
+    # Behind the admission webhook, the approver is who the API server authenticated, not who the client says.
+    vouched = stamped.model_copy(
+        update={
+            "metadata": stamped.metadata.model_copy(
+                update={"annotations": {**annotations, "steward.io/authenticated-user": "bob@bank.example"}}
+            )
+        }
+    )
+    decision = decide(vouched, RetrainingObservation(trigger_record=STORED))
+    assert decision.drafts[0].actor == "bob (authenticated as bob@bank.example)"
 
 
 def test_an_approve_with_nothing_waiting_is_ignored_and_said() -> None:

@@ -386,7 +386,10 @@ SPEC = {"model": {"name": "m", "version": "3"}}
             "includePredictions",
         ),
         # A candidate's alias must not be the followed one: traffic would follow it before its canary.
-        ({"model": {"name": "m", "alias": "challenger"}, "retraining": {"entrypoint": "x"}}, "challengerAlias"),
+        (
+            {"model": {"name": "m", "alias": "challenger"}, "retraining": {"entrypoint": "x"}},
+            "challengerAlias",
+        ),
         (
             {
                 "model": {"name": "m", "alias": "champion"},
