@@ -293,6 +293,13 @@ class MonitorVerdict(StrEnum):
     ERROR = "error"
 
 
+# How many standard errors of the difference one version's parity ratio must fall below another's, past the
+# margin, before it counts as worse: on a canary's window or a holdout of a few hundred rows, a ratio moves by
+# about 0.1 by chance alone. Used by the canary gate (steward.monitors.versus) and the offline evaluation of a
+# retrained candidate (steward.operator.retraining_plan).
+NOISE_STANDARD_ERRORS = 2.0
+
+
 class Check(_Result):
     """One judged figure: what was measured, against what, and whether it passed."""
 

@@ -340,6 +340,10 @@ class Figures(_Doc):
 
     quality: dict[str, float] = {}
     parity_ratio: dict[str, float] = {}
+    # Per feature, the standard error of its parity ratio (delta method from the lowest and highest groups'
+    # rates and sizes). With both versions', a drop must exceed the margin by NOISE_STANDARD_ERRORS standard
+    # errors of the difference to count; a trainer that gives none is judged on the margin alone.
+    parity_ratio_se: dict[str, float] = {}
 
 
 class TrainingResult(_Doc):

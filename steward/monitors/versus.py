@@ -11,7 +11,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from steward.api.monitoring import Check, DriftSettings, MonitorVerdict
+from steward.api.monitoring import NOISE_STANDARD_ERRORS, Check, DriftSettings, MonitorVerdict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,10 +22,7 @@ DRIFTED_COLUMNS = "drift:drifted_columns"
 
 
 PARITY = "demographic_parity_ratio:"
-# How many standard errors of the difference a canary's ratio must fall below the margin before it counts:
-# a canary's window is small (its share of the traffic), and a ratio over a few dozen rows per group moves
-# by 0.1 by chance alone.
-Z = 2.0
+Z = NOISE_STANDARD_ERRORS
 
 
 def parity_ratio_se(table: pd.DataFrame) -> float | None:

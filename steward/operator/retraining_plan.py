@@ -6,6 +6,7 @@ Kept apart from the run's state machine (`steward.operator.retraining`) so each 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +14,13 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import Check, MonitorResultSummary, capture_prefix, outcomes_prefix
+from steward.api.monitoring import (
+    NOISE_STANDARD_ERRORS,
+    Check,
+    MonitorResultSummary,
+    capture_prefix,
+    outcomes_prefix,
+)
 from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
     OfflineEvaluation,
@@ -95,22 +102,37 @@ def evaluate(margins: OfflineEvaluation, result: TrainingResult) -> Evaluation:
                 result.candidate.parity_ratio.get(feature),
                 result.serving.parity_ratio.get(feature),
                 margins.max_fairness_drop,
+                _noise(result, feature),
             )
         )
     return Evaluation(all(c.passed for c in checks), checks)
 
 
-def _no_worse(name: str, candidate: float | None, serving: float | None, margin: float) -> Check:
+def _noise(result: TrainingResult, feature: str) -> float:
+    """Standard error of the difference of the two ratios, where the trainer gave both (else 0)."""
+    mine, theirs = result.candidate.parity_ratio_se.get(feature), result.serving.parity_ratio_se.get(feature)
+    return 0.0 if mine is None or theirs is None else math.hypot(mine, theirs)
+
+
+def _no_worse(
+    name: str, candidate: float | None, serving: float | None, margin: float, noise: float = 0.0
+) -> Check:
     if candidate is None or serving is None:
         missing = "candidate" if candidate is None else "serving version"
         return Check(name=name, value=None, threshold=margin, passed=False, detail=f"no {missing} figure")
     drop = serving - candidate
+    slack = NOISE_STANDARD_ERRORS * noise
+    detail = f"candidate {candidate:.4f}, serving {serving:.4f}"
+    if slack:
+        detail += (
+            f"; a drop counts past the margin plus {NOISE_STANDARD_ERRORS:g} standard errors ({slack:.4f})"
+        )
     return Check(
         name=name,
         value=drop,
-        threshold=margin,
-        passed=drop <= margin + 1e-12,
-        detail=f"candidate {candidate:.4f}, serving {serving:.4f}",
+        threshold=margin + slack,
+        passed=drop <= margin + slack + 1e-12,
+        detail=detail,
     )
 
 

@@ -24,6 +24,7 @@ import pandas as pd
 from steward.api.monitoring import CaptureColumn
 from steward.api.retraining import Figures, TrainingJob, TrainingResult
 from steward.monitors.reference import log_reference
+from steward.monitors.versus import parity_ratio_se
 from steward.monitors.window import LABEL, text_series
 from steward.retraining.contract import (
     TrainingError,
@@ -80,20 +81,34 @@ def quality(truth: pd.Series, predicted: np.ndarray, proba: np.ndarray | None) -
 
 def parity_ratios(
     frame: pd.DataFrame, predicted: np.ndarray, sensitive: list[str], favourable: str
-) -> dict[str, float]:
-    """Lowest group's favourable-outcome rate over the highest's, per sensitive feature."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Per sensitive feature, the lowest group's favourable-outcome rate over the highest's, and that ratio's
+    standard error (the canary gate's delta method), for the evaluation's noise allowance."""
     good = text_series(pd.Series(predicted)) == favourable
-    out = {}
+    ratios, errors = {}, {}
     for feature in sensitive:
         column = CaptureColumn.SENSITIVE + feature
         if column not in frame.columns:
             continue
         groups = pd.DataFrame({"g": frame[column].to_numpy(), "good": good.to_numpy()}).dropna()
-        rates = groups.groupby("g")["good"].agg(["mean", "size"])
-        rates = rates.loc[rates["size"] >= MIN_GROUP_ROWS, "mean"]
+        table = groups.groupby("g")["good"].agg(selection_rate="mean", count="size")
+        table["judged"] = table["count"] >= MIN_GROUP_ROWS
+        rates = table.loc[table["judged"], "selection_rate"]
         if len(rates) >= 2 and rates.max() > 0:
-            out[feature] = float(rates.min() / rates.max())
-    return out
+            ratios[feature] = float(rates.min() / rates.max())
+            se = parity_ratio_se(table)
+            if se is not None:
+                errors[feature] = se
+    return ratios, errors
+
+
+def figures(
+    frame: pd.DataFrame, truth: pd.Series, predicted: np.ndarray, proba: np.ndarray | None, job: TrainingJob
+) -> Figures:
+    ratios, errors = parity_ratios(
+        frame, predicted, job.sensitive_features, job.evaluation.favourable_outcome
+    )
+    return Figures(quality=quality(truth, predicted, proba), parity_ratio=ratios, parity_ratio_se=errors)
 
 
 def lineage(job: TrainingJob, data_uris: list[str]) -> dict[str, str]:
@@ -152,12 +167,7 @@ def train(job: TrainingJob) -> TrainingResult:
     model.fit(inputs(train_rows, names), labels)
     x_test, y_test = inputs(test_rows, names), truth.loc[holdout].astype(int)
     candidate_pred = model.predict(x_test)
-    candidate = Figures(
-        quality=quality(y_test, candidate_pred, model.predict_proba(x_test)[:, 1]),
-        parity_ratio=parity_ratios(
-            test_rows, candidate_pred, job.sensitive_features, margins.favourable_outcome
-        ),
-    )
+    candidate = figures(test_rows, y_test, candidate_pred, model.predict_proba(x_test)[:, 1], job)
 
     if job.tracking_uri:
         mlflow.set_tracking_uri(job.tracking_uri)
@@ -165,12 +175,7 @@ def train(job: TrainingJob) -> TrainingResult:
     if job.parent_version is not None:
         parent = mlflow.pyfunc.load_model(f"models:/{job.model_name}/{job.parent_version}")
         serving_pred = np.asarray(parent.predict(x_test)).ravel()
-        serving = Figures(
-            quality=quality(y_test, serving_pred, None),
-            parity_ratio=parity_ratios(
-                test_rows, serving_pred, job.sensitive_features, margins.favourable_outcome
-            ),
-        )
+        serving = figures(test_rows, y_test, serving_pred, None, job)
 
     tags = lineage(job, data.uris)
     mlflow.set_experiment(f"{job.model_name}-retraining")

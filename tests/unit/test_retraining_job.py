@@ -104,6 +104,11 @@ def test_the_example_trainer_registers_a_candidate_with_lineage(
     assert result.labelled_rows == 1200 and result.holdout_rows + result.training_rows == 1200
     assert set(result.candidate.quality) >= {"accuracy", "roc_auc"} and "accuracy" in result.serving.quality
     assert "gender" in result.candidate.parity_ratio and "gender" in result.serving.parity_ratio
+    # With their standard errors, for the evaluation's noise allowance (1,200 rows: a few hundredths).
+    assert (
+        0 < result.candidate.parity_ratio_se["gender"] < 0.2
+        and 0 < result.serving.parity_ratio_se["gender"] < 0.2
+    )
     tags = mlflow.MlflowClient(tracking).get_model_version("credit-risk", result.candidate_version).tags
     assert tags["steward.trigger"] == "retraining-requested:command:c1"
     assert tags["steward.parent_version"] == parent and tags["steward.trigger.record_hash"] == "ef" * 32

@@ -453,3 +453,35 @@ def test_no_retraining_spec_and_no_status_decides_nothing() -> None:
     plain = md({"model": {"name": "credit-risk", "version": "3"}})
     decision = decide(plain)
     assert decision == RetrainingDecision(status=None)
+
+
+@pytest.mark.parametrize(
+    ("candidate_se", "serving_se", "passed"),
+    [
+        (None, None, False),  # no standard errors: the margin alone (a drop of 0.12 > 0.05)
+        (0.04, 0.04, True),  # on a small holdout, 0.12 is within 0.05 + 2 x 0.057 of chance
+        (0.04, None, False),  # one side's noise unknown: no allowance
+        (0.005, 0.005, False),  # on a large one it is a real drop
+    ],
+)
+def test_a_parity_drop_counts_only_past_the_margin_and_the_holdouts_noise(
+    candidate_se: float | None, serving_se: float | None, passed: bool
+) -> None:
+    from steward.api.retraining import OfflineEvaluation
+    from steward.operator.retraining_plan import evaluate
+
+    def figures(ratio: float, se: float | None) -> Figures:
+        return Figures(
+            quality={"accuracy": 0.8},
+            parity_ratio={"gender": ratio},
+            parity_ratio_se={} if se is None else {"gender": se},
+        )
+
+    res = result(figures(0.79, candidate_se), figures(0.91, serving_se))
+    verdict = evaluate(OfflineEvaluation(max_fairness_drop=0.05), res)
+    parity = next(c for c in verdict.checks if c.name.startswith("demographic_parity_ratio:gender"))
+    assert verdict.passed is passed and parity.passed is passed
+    assert parity.value == pytest.approx(0.12)
+    if candidate_se and serving_se:
+        assert "standard errors" in parity.detail
+        assert parity.threshold == pytest.approx(0.05 + 2 * (candidate_se**2 + serving_se**2) ** 0.5)
