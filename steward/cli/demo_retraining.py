@@ -16,7 +16,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from steward.api.manifests import load_manifests
-from steward.api.retraining import CandidateOutcome, RetrainingRunRecord, RetrainingStatus, RunOutcome
+from steward.api.retraining import (
+    CandidateOutcome,
+    RetrainingRunRecord,
+    RetrainingState,
+    RetrainingStatus,
+    RunOutcome,
+)
 from steward.api.rollout import Outcome
 from steward.audit.records import AuditAction, AuditRecord
 from steward.cli.common import stamped
@@ -30,6 +36,9 @@ RETRAINING = Path(__file__).resolve().parents[2] / "examples" / "credit-risk-ret
 MODEL = "credit-risk"
 INCOME_FACTOR = 0.7
 FEED_EVERY_S = 8.0
+# The run waits for a person (approval: manual); the chapter approves once this many of the downturn's
+# outcomes are in, so the job's data window (the last minute) holds the downturn, not the months before it.
+APPROVE_AFTER_OUTCOMES = 400
 
 
 def downturn(n: int, seed: int) -> list[Applicant]:
@@ -112,6 +121,8 @@ def _wait_run(scene: Scene, runs_before: int, timeout_s: float) -> tuple[Retrain
                 return status.runs[-1], seen_at or time.monotonic(), fed
             if run is not None and not seen_at:
                 seen_at = time.monotonic()
+            if status.state == RetrainingState.AWAITING_APPROVAL and fed >= APPROVE_AFTER_OUTCOMES:
+                _approve(scene, fed)
             submitted = run is not None and run.submitted_at is not None
             if not submitted and time.monotonic() - last_feed >= FEED_EVERY_S:
                 fed += _feed(scene, shown)
@@ -128,6 +139,14 @@ def _wait_run(scene: Scene, runs_before: int, timeout_s: float) -> tuple[Retrain
         f"(retraining {_retraining(scene).state.value}: {_retraining(scene).message}); "
         f"see `steward get md {scene.name} -o yaml` and `steward monitor status {scene.name}`"
     )
+
+
+def _approve(scene: Scene, fed: int) -> None:
+    from steward.cli.retrain import retrain
+
+    reason = f"MRM review: {fed} downturn outcomes in; retrain on them"
+    scene.console.print(f'   a person approves: `steward retrain approve {scene.name} --reason "{reason}"`')
+    retrain("approve", scene.name, reason=reason, namespace=scene.namespace, home=scene.stack.home)
 
 
 def _records(scene: Scene) -> list[AuditRecord]:
@@ -209,7 +228,7 @@ def _steps(chain: list[AuditRecord], shifted: datetime) -> list[tuple[str, float
     marks = [
         ("downturn -> drift breach (retraining-requested)", shifted, at(AuditAction.RETRAINING_REQUESTED)),
         (
-            "request -> job submitted (approved by policy)",
+            "request -> job submitted (approved by a person)",
             at(AuditAction.RETRAINING_REQUESTED),
             at(AuditAction.RETRAINING_STARTED),
         ),
@@ -252,6 +271,7 @@ def retraining_chapter(scene: Scene) -> None:
     runs_before, serving = len(status.runs), scene.stable()
     before_rollouts = len(scene.get().status.rollout_history)
     people = downturn(3000, seed=2028)
+    scene.client.outcomes()  # earlier applicants' outcomes are not what this run should learn from
     with scene.client._lock:  # the live client has no hook for a population of one's own
         scene.client._population = people
     shifted = datetime.now(UTC)
@@ -259,7 +279,7 @@ def retraining_chapter(scene: Scene) -> None:
         f"\n[bold]6. Retraining[/]: a downturn: from now on the applicants' incomes are "
         f"{1 - INCOME_FACTOR:.0%} lower, high debt ratios default more often and a long credit history "
         f"protects less than version {serving} learned; drift has onBreach: retrain "
-        "(examples/credit-risk-retraining.yaml: automatic approval, cooldown 10m, at most 3 runs a day, "
+        "(examples/credit-risk-retraining.yaml: manual approval, cooldown 10m, at most 3 runs a day, "
         "a 5m timeout)"
     )
     run, _, fed = _wait_run(scene, runs_before, timeout_s=420)

@@ -219,13 +219,12 @@ def demo(
         typer.Option(
             "--chapter",
             help="Comma-separated chapters to play after serving the model: rollout, drift, fairness, "
-            "quality (default: all); retraining plays only when named.",
+            "quality, retraining (default: all).",
         ),
     ] = None,
 ) -> None:
     """Train and register a credit-scoring model, serve it locally, send it predictions, roll out new
-    versions, watch its live traffic for drift, unfairness and quality (`--chapter retraining`: retrain on a
-    breach)."""
+    versions, watch its live traffic for drift, unfairness and quality, and retrain it on a breach."""
     from steward.cli.demo import chapters_from, run_demo
 
     try:

@@ -13,7 +13,7 @@ from steward.cli.demo_monitoring import CHAPTERS as MONITORING_CHAPTERS
     ("given", "played"),
     [
         (None, list(DEFAULT_CHAPTERS)),
-        ("all", ["rollout", "drift", "fairness", "quality"]),
+        ("all", ["rollout", "drift", "fairness", "quality", "retraining"]),
         ("quality,drift", ["drift", "quality"]),
         (" fairness ", ["fairness"]),
         ("rollout,rollout", ["rollout"]),
@@ -31,11 +31,10 @@ def test_an_unknown_chapter_is_refused_naming_the_choices(given: str) -> None:
         chapters_from(given)
 
 
-def test_the_retraining_chapter_closes_the_demo_on_the_monitored_scene_but_only_when_chosen() -> None:
-    # It plays last, on the monitoring chapters' live client (it needs their Scene), and `all` leaves it out
-    # until it passes reliably.
+def test_the_retraining_chapter_closes_the_demo_on_the_monitored_scene() -> None:
+    # It plays last, on the monitoring chapters' live client (it needs their Scene).
     assert CHAPTERS[-1] == "retraining" and "retraining" in MONITORING_CHAPTERS
-    assert "retraining" not in DEFAULT_CHAPTERS and chapters_from("all") == list(DEFAULT_CHAPTERS)
+    assert DEFAULT_CHAPTERS == CHAPTERS and chapters_from("all") == list(CHAPTERS)
 
 
 def test_the_retraining_manifest_closes_the_loop_on_drift() -> None:
@@ -44,7 +43,7 @@ def test_the_retraining_manifest_closes_the_loop_on_drift() -> None:
     from steward.cli.demo_retraining import RETRAINING, downturn
 
     (md,) = load_manifests(RETRAINING)
-    assert md.spec.retraining is not None and md.spec.retraining.approval == Approval.AUTOMATIC
+    assert md.spec.retraining is not None and md.spec.retraining.approval == Approval.MANUAL
     drift = next(m for m in md.spec.monitoring.monitors if m.name == "drift")
     assert drift.on_breach == BreachAction.RETRAIN
     assert md.spec.model.alias == "champion" and md.spec.rollout.analysis.require_monitors == ["fairness"]
