@@ -14,7 +14,15 @@ from typing import Any
 
 import pandas as pd
 
-from steward.api.monitoring import Check, MonitorJob, MonitorKind, MonitorResult, MonitorVerdict
+from steward.api.monitoring import (
+    Check,
+    DriftSettings,
+    FairnessSettings,
+    MonitorJob,
+    MonitorKind,
+    MonitorResult,
+    MonitorVerdict,
+)
 from steward.monitors import report, store
 from steward.monitors.window import WindowData, load_window
 
@@ -35,7 +43,6 @@ class Computed:
 def compute(job: MonitorJob, window: WindowData) -> Computed:
     kind = job.monitor.kind
     if kind is MonitorKind.DRIFT:
-        from steward.api.monitoring import DriftSettings
         from steward.monitors.drift import run_drift
         from steward.monitors.reference import load_reference
 
@@ -48,7 +55,6 @@ def compute(job: MonitorJob, window: WindowData) -> Computed:
             drift.verdict, drift.summary, drift.checks, drift.snapshot, {}, reference.uri, reference.sha256
         )
     if kind is MonitorKind.FAIRNESS:
-        from steward.api.monitoring import FairnessSettings
         from steward.monitors.fairness import run_fairness
 
         fair = run_fairness(window.frame, job.monitor.fairness or FairnessSettings())
@@ -67,8 +73,6 @@ def compute(job: MonitorJob, window: WindowData) -> Computed:
 
 def should_compare_with_stable(job: MonitorJob) -> bool:
     """A canary's fairness or drift window, with the comparison left on in its settings."""
-    from steward.api.monitoring import DriftSettings, FairnessSettings
-
     if job.stable_version is None:
         return False
     if job.monitor.kind is MonitorKind.FAIRNESS:
@@ -80,7 +84,6 @@ def should_compare_with_stable(job: MonitorJob) -> bool:
 
 def against_stable(job: MonitorJob, window: WindowData, computed: Computed) -> Computed:
     """A canary's fairness figures and predictions, compared with stable's over the same window."""
-    from steward.api.monitoring import DriftSettings, FairnessSettings
     from steward.monitors import versus
 
     stable_version = job.stable_version

@@ -120,7 +120,7 @@ def log_reference(frame: pd.DataFrame, targets: str | None = None) -> str:
 def _artifact_source(uri: str) -> Any:
     """A dataset source for any artifact URI. MLflow resolves s3:// and file: itself, but not the
     `mlflow-artifacts:` URIs of a tracking server that proxies artifacts (the local stack's), so it gets this
-    source, which MLflow stores as `{"uri": ...}` like its own (steward.monitors.reference reads that)."""
+    source, which MLflow stores as `{"uri": ...}` like its own (`logged_dataset_uri` reads that)."""
     from mlflow.artifacts import download_artifacts
     from mlflow.data.dataset_source import DatasetSource
 

@@ -22,7 +22,6 @@ DRIFTED_COLUMNS = "drift:drifted_columns"
 
 
 PARITY = "demographic_parity_ratio:"
-Z = NOISE_STANDARD_ERRORS
 
 
 def parity_ratio_se(table: pd.DataFrame) -> float | None:
@@ -62,7 +61,8 @@ def worse_than_stable(
     noise: dict[str, float] | None = None,
 ) -> list[Check]:
     """One check per demographic parity ratio both versions had judged: the canary's may be at most `margin`
-    below stable's, less `Z` standard errors of the difference (`noise`, per check name) where known.
+    below stable's, less NOISE_STANDARD_ERRORS standard errors of the difference (`noise`, per check name)
+    where known.
     (Equalized-odds figures keep their own thresholds only: their labels arrive late and sparse.)"""
     theirs = {c.name: c for c in stable if c.value is not None and c.passed is not None}
     out = []
@@ -72,14 +72,17 @@ def worse_than_stable(
             continue
         if other is None or other.value is None:
             continue
-        slack = Z * (noise or {}).get(mine.name, 0.0)
+        slack = NOISE_STANDARD_ERRORS * (noise or {}).get(mine.name, 0.0)
         limit = other.value - margin - slack
         detail = (
             f"canary {mine.value:.4f}, stable v{stable_version} {other.value:.4f} over the same window; "
             f"at most {margin:g} lower"
         )
         if slack:
-            detail += f", less {Z:g} standard errors of the difference ({slack / Z:.4f})"
+            detail += (
+                f", less {NOISE_STANDARD_ERRORS:g} standard errors of the difference "
+                f"({slack / NOISE_STANDARD_ERRORS:.4f})"
+            )
         out.append(
             Check(
                 name=f"{mine.name} vs v{stable_version}",

@@ -54,10 +54,11 @@ def inputs(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
     return pd.DataFrame({n: frame[CaptureColumn.INPUT + n].astype("float64") for n in names})
 
 
-def reference_frame(rows: pd.DataFrame, names: list[str], predicted: np.ndarray) -> pd.DataFrame:
-    """Training rows as a drift reference: inputs and sensitive features by name, label, prediction."""
+def reference_frame(rows: pd.DataFrame, x: pd.DataFrame, predicted: np.ndarray) -> pd.DataFrame:
+    """Training rows as a drift reference: inputs (`x`, by name) and sensitive features by name, label,
+    prediction."""
     sensitive = [c for c in rows.columns if c.startswith(CaptureColumn.SENSITIVE)]
-    frame = inputs(rows, names)
+    frame = x.copy()
     for column in sensitive:
         frame[column.removeprefix(CaptureColumn.SENSITIVE)] = rows[column].to_numpy()
     frame[LABEL] = pd.to_numeric(rows[LABEL], errors="coerce").to_numpy()
@@ -164,7 +165,8 @@ def train(job: TrainingJob) -> TrainingResult:
         # A deliberately bad candidate (tests, demos): trained on the opposite of every outcome.
         log.warning("%s=1: training on flipped labels", FLIP_LABELS_ENV)
         labels = 1 - labels
-    model.fit(inputs(train_rows, names), labels)
+    x_train = inputs(train_rows, names)
+    model.fit(x_train, labels)
     x_test, y_test = inputs(test_rows, names), truth.loc[holdout].astype(int)
     candidate_pred = model.predict(x_test)
     candidate = figures(test_rows, y_test, candidate_pred, model.predict_proba(x_test)[:, 1], job)
@@ -185,7 +187,7 @@ def train(job: TrainingJob) -> TrainingResult:
         )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.quality.items()})
         # The candidate's drift reference, once it serves: what it was trained on, as the monitors name it.
-        log_reference(reference_frame(train_rows, names, model.predict(inputs(train_rows, names))), LABEL)
+        log_reference(reference_frame(train_rows, x_train, model.predict(x_train)), LABEL)
         info = mlflow.sklearn.log_model(
             model,
             name="model",
