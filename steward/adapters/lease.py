@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from steward.adapters.errors import Conflict
+from steward.adapters.kubernetes_client import kubernetes_api_client
 
 # Called right before the write: raises Conflict if the guard was lost meanwhile.
 Confirm = Callable[[], None]
@@ -266,16 +267,9 @@ class _Lost(Exception):
 
 def kubernetes_lease_api() -> LeaseApi:
     """CoordinationV1Api from the pod's service account, else the kubeconfig."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    configuration = client.Configuration()
-    configuration.retries = 1  # an unreachable API fails in seconds, not after urllib3's default retries
-    try:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        api_client = client.ApiClient(configuration)
-    except config.ConfigException:
-        api_client = config.new_client_from_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    api: LeaseApi = client.CoordinationV1Api(api_client)
+    api: LeaseApi = client.CoordinationV1Api(kubernetes_api_client())
     return api
 
 

@@ -41,6 +41,7 @@ _KEEP = {
     "maxLength",
     "minItems",
     "maxItems",
+    "maxProperties",
     "additionalProperties",
     "x-kubernetes-validations",
     "x-kubernetes-list-type",

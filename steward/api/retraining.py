@@ -2,10 +2,10 @@
 annotation, and the two JSON documents a training job exchanges with the operator.
 
 One contract for three parties that never import each other: the operator decides when a run is due and
-submits it as a Ray Job with a `TrainingJob` in its environment; the job (any entrypoint; the example is
-`steward.retraining.example_train`) trains, registers a candidate version in MLflow and writes a
-`TrainingResult` to the monitoring store; the operator reads it and judges the candidate against the margins
-of `spec.retraining.evaluation`.
+submits it as a Ray Job (or, with `kubernetesJob`, a Kubernetes Job) with a `TrainingJob` in its
+environment; the job (any entrypoint; the example is `steward.retraining.example_train`) trains, registers a
+candidate version in MLflow and writes a `TrainingResult` to the monitoring store; the operator reads it and
+judges the candidate against the margins of `spec.retraining.evaluation`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from steward.api.kubernetes_job import KubernetesJob
 from steward.api.rollout import DURATION, ROLLOUT_COMMAND_ANNOTATION
 from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr
 
@@ -102,17 +103,35 @@ class OfflineEvaluation(SpecModel):
 
 
 class RetrainingSpec(SpecModel):
-    """The training job (a Ray Job on the serving Ray cluster) and its guardrails."""
+    """The training job (a Ray Job on the serving Ray cluster, or a Kubernetes Job) and its guardrails."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.kubernetesJob) || !has(self.runtimeEnv) || "
+                    "((!has(self.runtimeEnv.pip) || size(self.runtimeEnv.pip) == 0) && "
+                    "!has(self.runtimeEnv.workingDir))",
+                    "message": "runtimeEnv.pip and runtimeEnv.workingDir are Ray's: with kubernetesJob the "
+                    "image must hold the trainer's code and dependencies",
+                }
+            ]
+        }
+    )
 
     entrypoint: Annotated[
         SpecStr,
         Field(
             min_length=1,
             max_length=4000,
-            description="Shell command of the Ray Job, e.g. python -m steward.retraining.example_train.",
+            description="Shell command of the job, e.g. python -m steward.retraining.example_train.",
         ),
     ]
     runtime_env: RuntimeEnv = RuntimeEnv()
+    kubernetes_job: Annotated[
+        KubernetesJob | None,
+        Field(description="Run the training as a Kubernetes Job in this namespace instead of a Ray Job."),
+    ] = None
     entrypoint_num_cpus: Annotated[SpecFloat, Field(ge=0, le=512)] = 1.0
     entrypoint_num_gpus: Annotated[SpecFloat, Field(ge=0, le=64)] = 0.0
     entrypoint_memory: Annotated[
@@ -143,6 +162,15 @@ class RetrainingSpec(SpecModel):
             "followed alias of spec.model moves to it only when it is promoted).",
         ),
     ] = "challenger"
+
+    @model_validator(mode="after")
+    def _ray_only_fields(self) -> RetrainingSpec:
+        if self.kubernetes_job is not None and (self.runtime_env.pip or self.runtime_env.working_dir):
+            raise ValueError(
+                "runtimeEnv.pip and runtimeEnv.workingDir are Ray's: with kubernetesJob the image must hold "
+                "the trainer's code and dependencies"
+            )
+        return self
 
 
 # --- the command annotation ---------------------------------------------------------------------------
@@ -217,6 +245,9 @@ class RetrainingRun(_Status):
     submitted_at: datetime | None = None
     # Submissions made: a job Ray lost (its cluster restarted) is submitted again under the same id.
     attempts: int = 0
+    # The Kubernetes Job's name when the run was submitted as one (None: a Ray Job). Kept here so that the
+    # run is followed where it runs even if spec.retraining changes meanwhile.
+    kubernetes_job: str | None = None
     result_uri: str
     message: str = ""
 

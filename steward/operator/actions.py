@@ -61,12 +61,17 @@ class SubmitTrainingJob:
     num_cpus: float
     num_gpus: float
     memory_bytes: int | None = None
+    # The batch/v1 Job to create instead of a Ray Job (spec.retraining.kubernetesJob); its name is the
+    # submission's, so creating it again is a no-op.
+    kubernetes_job: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class StopTrainingJob:
     ray_address: str
     submission_id: str
+    # (namespace, name) of the Kubernetes Job to delete instead of a Ray Job to stop.
+    kubernetes_job: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)

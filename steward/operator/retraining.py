@@ -50,6 +50,7 @@ from steward.operator.retraining_drafts import (
     requested_draft,
     started_draft,
 )
+from steward.operator.retraining_k8s import kubernetes_job_name
 from steward.operator.retraining_plan import (
     breach_trigger,
     evaluate,
@@ -101,6 +102,8 @@ class TrainingSubmission:
     submission_id: str
     spec: RetrainingSpec
     job: TrainingJob
+    # The Kubernetes Job's name when the run is one (spec.retraining.kubernetesJob), else a Ray Job.
+    kubernetes_job: str | None = None
 
 
 @dataclass(frozen=True)
@@ -226,21 +229,27 @@ class _Run:
 
     def _submit(self, run: RetrainingRun) -> None:
         assert self.store_uri is not None  # a run exists only with a store
+        k8s_job = run.kubernetes_job
+        if run.attempts == 0 and self.spec.kubernetes_job is not None:
+            k8s_job = kubernetes_job_name(self.md.metadata.name, run.submission_id)
         self.submit = TrainingSubmission(
             run.submission_id,
             self.spec,
             training_job(self.md, self.spec, run, self.store_uri, self.tracking_uri),
+            k8s_job,
         )
         run = run.model_copy(
             update={
                 "submitted_at": run.submitted_at or self.now,
                 "attempts": run.attempts + 1,
                 "message": "submitted",
+                "kubernetes_job": k8s_job,
             }
         )
         if run.attempts == 1:
             self.drafts.append(started_draft(self.md, run, self.spec, self.submit.job))
-            self.event(False, "RetrainingStarted", f"run {run.submission_id} submitted to Ray")
+            where = f"as the Kubernetes Job {k8s_job}" if k8s_job else "to Ray"
+            self.event(False, "RetrainingStarted", f"run {run.submission_id} submitted {where}")
         self.update(current=run, state=RetrainingState.RUNNING, message=f"run {run.submission_id} running")
 
     def _follow(self, run: RetrainingRun, job: TrainingJobObservation | None, can_act: bool) -> None:

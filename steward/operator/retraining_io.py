@@ -12,6 +12,7 @@ import logging
 from pydantic import ValidationError
 
 from steward.adapters.errors import AdapterError
+from steward.adapters.kubernetes_jobs import JobPhase, KubernetesJobsClient
 from steward.adapters.monitoring_store import MAX_RESULT_BYTES, MonitoringStore
 from steward.adapters.ray_jobs import JobRequest, RayJobsClient
 from steward.api.model_deployment import ModelDeployment
@@ -27,16 +28,23 @@ log = logging.getLogger(__name__)
 
 
 class TrainingJobs:
-    def __init__(self, ray_token: str | None, replica_env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        ray_token: str | None,
+        replica_env: dict[str, str],
+        kubernetes: KubernetesJobsClient | None = None,
+    ) -> None:
         self.ray_token = ray_token
         # The job reads the store and writes MLflow with the replicas' credentials, never the operator's own.
         self.replica_env = replica_env
         self.store = MonitoringStore()
         self._clients: dict[str, RayJobsClient] = {}
+        self.kubernetes = kubernetes or KubernetesJobsClient()
 
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
+        self.kubernetes.close()
 
     def client(self, address: str) -> RayJobsClient:
         """Only for addresses the reconciler has already checked against the allowlist."""
@@ -55,9 +63,13 @@ class TrainingJobs:
             return observed
         if status.state == RetrainingState.REQUESTED and trail is not None:
             observed = RetrainingObservation(trigger_record=self._stored(md, trail, run.trigger.cause))
-        if status.state == RetrainingState.RUNNING and address is not None:
+        if status.state == RetrainingState.RUNNING and (address is not None or run.kubernetes_job):
             try:
-                job = self._job(address, run.submission_id, run.result_uri)
+                if run.kubernetes_job is not None:
+                    job = self._kubernetes_job(md.metadata.namespace, run.kubernetes_job, run.result_uri)
+                else:
+                    assert address is not None
+                    job = self._job(address, run.submission_id, run.result_uri)
             except AdapterError as exc:
                 log.warning(
                     "cannot observe training job %s of %s: %s", run.submission_id, md.key, exc.message
@@ -92,6 +104,23 @@ class TrainingJobs:
             problem = f"{ray_job.status.value}: {ray_job.message}; log ends: {tail}"[-MAX_LOG_TAIL_CHARS:]
         return TrainingJobObservation(state, result, problem)
 
+    def _kubernetes_job(self, namespace: str, name: str, result_uri: str) -> TrainingJobObservation:
+        """As `_job`, for a run that is a Kubernetes Job: a written result counts whatever the Job says."""
+        state = self.kubernetes.state(namespace, name)
+        result, corrupt = self._result(result_uri)
+        if corrupt:
+            return TrainingJobObservation(JobState.FAILED, problem=corrupt)
+        if result is not None:
+            return TrainingJobObservation(JobState.SUCCEEDED, result)
+        if state is None:
+            return TrainingJobObservation(JobState.MISSING)
+        if state.phase == JobPhase.FAILED:
+            tail = self.kubernetes.log_tail(namespace, name, MAX_LOG_TAIL_CHARS)
+            problem = f"Job {namespace}/{name} failed: {state.message}; log ends: {tail}"
+            return TrainingJobObservation(JobState.FAILED, problem=problem[-MAX_LOG_TAIL_CHARS:])
+        phase = JobState.SUCCEEDED if state.phase == JobPhase.SUCCEEDED else JobState.RUNNING
+        return TrainingJobObservation(phase)
+
     def _result(self, uri: str) -> tuple[TrainingResult | None, str]:
         """(result, why it is unusable)."""
         body = self.store.read_bytes(uri, limit=MAX_RESULT_BYTES + 1)
@@ -108,6 +137,11 @@ class TrainingJobs:
             return None, f"{uri} is not a valid training result: {problems}"
 
     def submit(self, action: SubmitTrainingJob) -> None:
+        if action.kubernetes_job is not None:
+            # Credentials come from the Job's own envFrom Secrets: the operator never writes its copies of
+            # them into an object that anyone who can read Jobs can read.
+            self.kubernetes.create(action.kubernetes_job)
+            return
         runtime_env = dict(action.runtime_env)
         # The spec's own variables win over nothing of ours but the credentials, which the platform sets.
         runtime_env["env_vars"] = {**runtime_env.get("env_vars", {}), **self.replica_env}
@@ -124,4 +158,7 @@ class TrainingJobs:
         )
 
     def stop(self, action: StopTrainingJob) -> None:
+        if action.kubernetes_job is not None:
+            self.kubernetes.delete(*action.kubernetes_job)
+            return
         self.client(action.ray_address).stop(action.submission_id)

@@ -22,6 +22,7 @@ from steward.operator.retraining import (
     TrainingSubmission,
     decide_retraining,
 )
+from steward.operator.retraining_k8s import kubernetes_job_manifest
 
 
 def retraining_decision(
@@ -65,18 +66,29 @@ def retraining_actions(ret: RetrainingDecision, md: ModelDeployment, address: st
     actions: list[Action] = []
     if (sub := ret.submit) is not None:
         spec = sub.spec
+        env = runtime_env(sub)
+        manifest = None
+        if sub.kubernetes_job is not None:
+            manifest = kubernetes_job_manifest(
+                md, spec, sub.kubernetes_job, sub.submission_id, env["env_vars"]
+            )
         actions.append(
             SubmitTrainingJob(
                 ray_address=address,
                 submission_id=sub.submission_id,
                 deployment=md.key,
                 entrypoint=spec.entrypoint,
-                runtime_env=runtime_env(sub),
+                runtime_env=env,
                 num_cpus=spec.entrypoint_num_cpus,
                 num_gpus=spec.entrypoint_num_gpus,
                 memory_bytes=memory_bytes(spec.entrypoint_memory) if spec.entrypoint_memory else None,
+                kubernetes_job=manifest,
             )
         )
     if ret.stop is not None:
-        actions.append(StopTrainingJob(address, ret.stop))
+        # The run being stopped is the one status held before this pass, where it was submitted.
+        old = md.status.retraining.current if md.status.retraining is not None else None
+        k8s_job = old.kubernetes_job if old is not None and old.submission_id == ret.stop else None
+        target = (md.metadata.namespace, k8s_job) if k8s_job is not None else None
+        actions.append(StopTrainingJob(address, ret.stop, target))
     return actions

@@ -319,6 +319,7 @@ def test_the_model_of_the_api_server_knows_every_keyword_the_crd_uses():
     modelled = {
         "type", "properties", "required", "items", "description", "default", "enum", "pattern",
         "minimum", "maximum", "exclusiveMinimum", "minLength", "maxLength", "minItems", "maxItems",
+        "maxProperties",
         "additionalProperties", "x-kubernetes-validations",
     }  # fmt: skip
     used = {key for node in _walk(SPEC_SCHEMA) for key in node}
