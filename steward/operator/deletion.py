@@ -10,7 +10,14 @@ from datetime import datetime
 
 from steward.api.conditions import Reason
 from steward.api.model_deployment import ModelDeployment
-from steward.operator.actions import Action, DeleteServeApplication, EventType, PostEvent, RecordAudit
+from steward.operator.actions import (
+    Action,
+    DeleteModelAlias,
+    DeleteServeApplication,
+    EventType,
+    PostEvent,
+    RecordAudit,
+)
 from steward.operator.audit_drafts import deletion_draft
 from steward.operator.config import OperatorConfig
 from steward.operator.observations import Problem
@@ -71,3 +78,13 @@ def decide_deletion(
 
 def deletion_actions(md: ModelDeployment, config: OperatorConfig) -> list[Action]:
     return [DeleteServeApplication(ray_address(md, config), app_name(md))]
+
+
+def registry_cleanup_actions(md: ModelDeployment) -> list[Action]:
+    """A candidate canaried when its deployment goes carries the challenger alias, which nothing would ever
+    clear afterwards: remove it, if it still names the candidate (a person may have moved it since)."""
+    retraining = md.status.retraining
+    candidate = retraining.candidate_rollout if retraining is not None else None
+    if candidate is None:
+        return []
+    return [DeleteModelAlias(md.spec.model.name, candidate.challenger_alias, candidate.version)]

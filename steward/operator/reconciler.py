@@ -48,6 +48,7 @@ from steward.operator.actions import (
 )
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
+from steward.operator.deletion import registry_cleanup_actions
 from steward.operator.monitoring_io import MonitorJobs
 from steward.operator.observations import (
     AuditBacklog,
@@ -331,6 +332,9 @@ class Reconciler:
         # Records buffered in status before the deletion are stored first, and the deletion's after them.
         self.resume_audit(md.key, md.status.audit)
         problem = self.execute(deletion_actions(md, self.config), post_event)
+        if (left := self.execute(registry_cleanup_actions(md), post_event)) is not None:
+            # The registry's alias is no serving claim: a failure to clear it is said, not waited on.
+            post_event(EventType.WARNING, "ChallengerAliasLeft", f"{left.message}; clear it by hand")
         decision = decide_deletion(md, problem, deletion_requested_at, self.config, now)
         self.execute(decision.actions, post_event)
         if not decision.release_finalizer:
