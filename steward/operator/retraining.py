@@ -274,7 +274,8 @@ class _Run:
             if run.attempts < MAX_ATTEMPTS:
                 self._submit(run)  # the same id: Ray lost it (cluster restart), nothing of it runs
                 return
-            self._finish(run, RunOutcome.FAILED, f"Ray lost the job {run.attempts} time(s); giving up")
+            lost = f"the job was lost {run.attempts} time(s) (Ray or Kubernetes no longer knew it); giving up"
+            self._finish(run, RunOutcome.FAILED, lost)
             return
         if job.state == JobState.SUCCEEDED:
             self._finish(run, RunOutcome.FAILED, "the job succeeded but wrote no result", job.problem or None)

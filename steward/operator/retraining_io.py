@@ -40,6 +40,8 @@ class TrainingJobs:
         self.store = MonitoringStore()
         self._clients: dict[str, RayJobsClient] = {}
         self.kubernetes = kubernetes or KubernetesJobsClient()
+        # Why the Kubernetes API refused to create a run's Job, by submission id, until the run has seen it.
+        self._refused: dict[str, AdapterError] = {}
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -65,7 +67,13 @@ class TrainingJobs:
             observed = RetrainingObservation(trigger_record=self._stored(md, trail, run.trigger.cause))
         if status.state == RetrainingState.RUNNING and (address is not None or run.kubernetes_job):
             try:
-                if run.kubernetes_job is not None:
+                refused = self._refused.pop(run.submission_id, None)
+                if run.kubernetes_job is not None and refused is not None and not refused.temporary:
+                    why = (
+                        f"the Kubernetes API refused the training Job {run.kubernetes_job}: {refused.message}"
+                    )
+                    job = TrainingJobObservation(JobState.FAILED, problem=why[-MAX_LOG_TAIL_CHARS:])
+                elif run.kubernetes_job is not None:
                     job = self._kubernetes_job(md.metadata.namespace, run.kubernetes_job, run.result_uri)
                 else:
                     assert address is not None
@@ -140,7 +148,13 @@ class TrainingJobs:
         if action.kubernetes_job is not None:
             # Credentials come from the Job's own envFrom Secrets: the operator never writes its copies of
             # them into an object that anyone who can read Jobs can read.
-            self.kubernetes.create(action.kubernetes_job)
+            try:
+                self.kubernetes.create(action.kubernetes_job)
+            except AdapterError as exc:
+                # The run's failure, not the deployment's: serving is fine. Refused, the run fails next pass
+                # with this message; an API that did not answer leaves the Job missing, created again then.
+                log.warning("training Job of %s not created: %s", action.deployment, exc.message)
+                self._refused[action.submission_id] = exc
             return
         runtime_env = dict(action.runtime_env)
         # The spec's own variables win over nothing of ours but the credentials, which the platform sets.

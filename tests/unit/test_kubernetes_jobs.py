@@ -187,3 +187,33 @@ def test_an_operator_without_a_cluster_says_kubernetes_jobs_need_one(
 )
 def test_a_jobs_phase_is_read_from_its_final_conditions(status: dict[str, Any], phase: JobPhase) -> None:
     assert job_state({"status": status}).phase == phase
+
+
+async def test_a_refused_job_fails_the_run_not_the_deployment(
+    kmock: Any, api: KubernetesJobsClient, tmp_path: Path
+) -> None:
+    jobs = TrainingJobs(None, {}, kubernetes=api)
+    md_ = resource(str(tmp_path / "result.json"))
+    submit = SubmitTrainingJob("http://ray:8265", SID, "risk/credit", "python -m t", {}, 1, 0, None, MANIFEST)
+    base = f"/apis/batch/v1/namespaces/{NS}/jobs"
+    # Refused: nothing raised into the pass; the run fails with the API's reason and what to grant.
+    kmock["post", base] << 403 << {"kind": "Status", "code": 403, "message": "forbidden"}
+    await asyncio.to_thread(jobs.submit, submit)
+    observed = await asyncio.to_thread(jobs.observe, md_, None, None)
+    assert observed.job is not None and observed.job.state == JobState.FAILED
+    assert "refused the training Job credit-retrain-0123456789ab" in observed.job.problem
+    assert "create, get and delete on jobs.batch" in observed.job.problem
+
+
+async def test_an_api_that_does_not_answer_leaves_the_run_going(
+    kmock: Any, api: KubernetesJobsClient, tmp_path: Path
+) -> None:
+    jobs = TrainingJobs(None, {}, kubernetes=api)
+    md_ = resource(str(tmp_path / "result.json"))
+    submit = SubmitTrainingJob("http://ray:8265", SID, "risk/credit", "python -m t", {}, 1, 0, None, MANIFEST)
+    kmock["post", f"/apis/batch/v1/namespaces/{NS}/jobs"] << 503 << {"kind": "Status", "code": 503}
+    await asyncio.to_thread(jobs.submit, submit)
+    # kmock keeps a Job whose creation it answered with 503 (an API that created it, then failed to say so):
+    # it is followed as running. One that is missing would be created again under its name.
+    observed = await asyncio.to_thread(jobs.observe, md_, None, None)
+    assert observed.job is not None and observed.job.state == JobState.RUNNING
