@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 
 from steward.audit.fast import RecordView, view, view_of
@@ -39,19 +41,35 @@ def verify_stored(
 
     A long trail in a local folder is first checked in parallel, one contiguous slice per task: each slice
     is verified on its own, and the slices' boundary links are checked here. An intact trail (the common
-    case) is then done; any slice that is not intact makes the walk start again in order, so the break
-    reported, its position and its message are exactly those of the sequential walk."""
+    case) is then done. Otherwise the walk goes on in order from the first slice that is not intact (or
+    does not link to the one before it), with the hash it must link to: every record before that slice
+    passed every check, so the break reported, its position and its message are exactly those of the
+    sequential walk."""
     names = store.record_names(deployment)
+    start, prev_hash, last_seq = 0, GENESIS, None
     jobs = workers if workers is not None else _cpus()
     if jobs > 1 and isinstance(store, LocalFolderStore) and len(names) >= PARALLEL_MIN_RECORDS:
-        intact = _intact_in_parallel(store, deployment, names, key, jobs)
-        if intact is not None:
-            return intact
+        checked = _check_in_parallel(store, deployment, names, key, jobs)
+        if checked.intact:
+            return Verification(deployment, len(names), None, checked.last_seq, checked.prev_hash)
+        start, prev_hash, last_seq = checked.start, checked.prev_hash, checked.last_seq
 
     def all_seqs() -> set[int]:
         return {v.seq for v in views(store, deployment, names)}
 
-    return verify_views(deployment, views(store, deployment, names), key, all_seqs, count=len(names))
+    result = verify_views(
+        deployment,
+        views(store, deployment, names[start:]),
+        key,
+        all_seqs,
+        count=len(names),
+        first_position=start + 1,
+        prev_hash=prev_hash,
+    )
+    if result.ok and result.last_seq is None and last_seq is not None:
+        # Every record from `start` on is gone since the listing: the trail ends where the slices did.
+        return replace(result, last_seq=last_seq, last_hash=prev_hash)
+    return result
 
 
 # Below this, starting processes costs more than it saves.
@@ -67,40 +85,44 @@ class _Slice:
     last_seq: int | None
 
 
+_NOT_INTACT = _Slice(False, None, None, None)
+
+
 def _check_slice(
     root: str, deployment: str, names: list[str], first_position: int, key: bytes | None
 ) -> _Slice:
     store = LocalFolderStore(Path(root))
-    first: RecordView | None = None
-    last: RecordView | None = None
-
-    def remember(stream: Iterator[RecordView]) -> Iterator[RecordView]:
-        nonlocal first, last
-        for record in stream:
-            first = first or record
-            last = record
-            yield record
-
-    # Any record at the wrong position is a break whatever the other seqs are: no need to know them here.
-    result = verify_views(
-        deployment, remember(views(store, deployment, names)), key, _no_seqs, None, first_position, None
-    )
-    return _Slice(
-        intact=result.ok and last is not None,
-        first_prev_hash=None if first is None else first.prev_hash,
-        last_hash=None if last is None else last.hash,
-        last_seq=None if last is None else last.seq,
-    )
+    try:
+        records = views(store, deployment, names)
+        first = next(records, None)
+        if first is None:
+            return _NOT_INTACT  # every record gone since the listing: the walk in order reports it
+        # Any record at the wrong position is a break whatever the other seqs are: no need to know them.
+        result = verify_views(
+            deployment, chain([first], records), key, _no_seqs, None, first_position, prev_hash=None
+        )
+    except StoreUnavailable:
+        return _NOT_INTACT  # an unreadable record: the walk in order says where, and what came before it
+    if not result.ok:
+        return _NOT_INTACT
+    return _Slice(True, first.prev_hash, result.last_hash, result.last_seq)
 
 
 def _no_seqs() -> set[int]:
     return set()
 
 
-def _intact_in_parallel(
+@dataclass(frozen=True)
+class _Checked:
+    intact: bool  # the whole trail
+    start: int  # index of the first name whose slice is not intact (or does not link to the one before)
+    prev_hash: str  # the hash of the record before it: the last record's when intact
+    last_seq: int | None  # that record's seq
+
+
+def _check_in_parallel(
     store: LocalFolderStore, deployment: str, names: list[str], key: bytes | None, jobs: int
-) -> Verification | None:
-    """The verification of an intact trail, or None when a slice is not (or a record is unreadable)."""
+) -> _Checked:
     size = -(-len(names) // (jobs * _SLICES_PER_WORKER))
     starts = range(0, len(names), size)
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -108,16 +130,13 @@ def _intact_in_parallel(
             pool.submit(_check_slice, str(store.root), deployment, names[i : i + size], i + 1, key)
             for i in starts
         ]
-        try:
-            slices = [future.result() for future in futures]
-        except StoreUnavailable:
-            return None  # an unreadable record: the walk in order says where, and what came before it
-    prev_hash: str | None = GENESIS
-    for part in slices:
-        if not part.intact or part.first_prev_hash != prev_hash:
-            return None
-        prev_hash = part.last_hash
-    return Verification(deployment, len(names), None, slices[-1].last_seq)
+        slices = [future.result() for future in futures]
+    prev_hash, last_seq = GENESIS, None
+    for start, part in zip(starts, slices, strict=True):
+        if not part.intact or part.first_prev_hash != prev_hash or part.last_hash is None:
+            return _Checked(False, start, prev_hash, last_seq)
+        prev_hash, last_seq = part.last_hash, part.last_seq
+    return _Checked(True, len(names), prev_hash, last_seq)
 
 
 def _cpus() -> int:
@@ -157,13 +176,18 @@ def read_window(
 
 class _Seek:
     """Bisection over sequence numbers, on a listing in any order. Records are named by their zero-padded
-    seq, so a name is found by its number; a deleted record is stepped over to the next stored one."""
+    seq, so a name is found by its number; a deleted record is stepped over to the next stored one.
+
+    A million-name listing is neither matched name by name nor hashed into a set (together 0.5 s, as long
+    as the rest of `history` after the listing): a record is looked up by reading it, and only when a name
+    is missing (a gap) are the listed names sorted once to find the stored one next to it."""
 
     def __init__(self, store: RawTrails, deployment: str, listed: list[str]) -> None:
-        self.store, self.deployment = store, deployment
-        self.names = set(listed)
-        numbered = [name for name in listed if _SEQ.fullmatch(name)] if listed else []
-        self.last = int(max(numbered)[:-5]) if numbered else 0
+        self.store, self.deployment, self.listed = store, deployment, listed
+        # The highest name is the last record's unless a stray name sorts above it (then look at them all).
+        top = max(listed, default="")
+        self.last = int(top[:-5]) if _SEQ.fullmatch(top) else _last_seq(listed)
+        self._numbered: list[str] | None = None
 
     def anchor(self, moment: datetime) -> str | None:
         """The name of the stored record just before the first one stamped at or after `moment` (None:
@@ -171,24 +195,56 @@ class _Seek:
         low, high = 1, self.last + 1
         while low < high:
             middle = (low + high) // 2
-            found = self._at_or_after(middle)
-            if found is not None and self._stamped(found) < moment:
+            stamp = self._first_stamp_from(middle)
+            if stamp is not None and stamp < moment:
                 low = middle + 1
             else:
                 high = middle
-        return next(
-            (record_name(seq) for seq in range(low - 1, 0, -1) if record_name(seq) in self.names), None
-        )
+        if low == 1:
+            return None
+        before = record_name(low - 1)
+        if self._read(before) is not None:
+            return before
+        numbered = self._sorted()
+        index = bisect_left(numbered, before)
+        if index < len(numbered) and numbered[index] == before:
+            return before  # listed, gone since: the segment's verification reports the gap
+        return numbered[index - 1] if index > 0 else None
 
-    def _at_or_after(self, seq: int) -> str | None:
-        return next((record_name(s) for s in range(seq, self.last + 1) if record_name(s) in self.names), None)
+    def _first_stamp_from(self, seq: int) -> datetime | None:
+        """The stamp of the first stored record at or after `seq` (None: there is none)."""
+        name = record_name(seq)
+        found = self._read(name)
+        if found is not None:
+            return _stamp(self.deployment, *found)
+        numbered = self._sorted()
+        index = bisect_left(numbered, name)
+        return self._stamped(numbered[index]) if index < len(numbered) else None
+
+    def _read(self, name: str) -> tuple[str, bytes] | None:
+        return next(iter(self.store.read_raw(self.deployment, [name])), None)
 
     def _stamped(self, name: str) -> datetime:
-        for where, raw in self.store.read_raw(self.deployment, [name]):
-            return _utc(datetime.fromisoformat(view(raw, where, self.deployment).timestamp))
+        found = self._read(name)
+        if found is not None:
+            return _stamp(self.deployment, *found)
         # Gone since the listing (deleted): taken as old, so the window starts after it; if it falls
         # inside the window after all, verifying the segment reports the gap.
         return datetime.min.replace(tzinfo=UTC)
+
+    def _sorted(self) -> list[str]:
+        if self._numbered is None:
+            self._numbered = sorted(name for name in self.listed if _SEQ.fullmatch(name))
+        return self._numbered
+
+
+def _stamp(deployment: str, where: str, raw: bytes) -> datetime:
+    return _utc(datetime.fromisoformat(view(raw, where, deployment).timestamp))
+
+
+def _last_seq(listed: list[str]) -> int:
+    numbered = [name for name in listed if _SEQ.fullmatch(name)]
+    return int(max(numbered)[:-5]) if numbered else 0
 
 
 _SEQ = re.compile(r"\d{12}\.json")

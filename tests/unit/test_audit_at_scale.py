@@ -23,7 +23,7 @@ from steward.audit.records import (
     sign,
 )
 from steward.audit.store import CorruptRecord, LocalFolderStore, parse_record, record_name
-from steward.audit.verify import _sign, verify
+from steward.audit.verify import Signer, verify
 from steward.cli import audit as audit_cli
 from steward.cli.main import app
 
@@ -124,8 +124,16 @@ def test_an_edit_that_keeps_the_form_is_still_an_edit() -> None:
     assert fast is not None and not fast.content_ok
 
 
-def test_the_one_shot_hmac_signs_as_records_sign_does() -> None:
-    assert _sign("ab" * 32, KEY) == sign("ab" * 32, KEY)
+@pytest.mark.parametrize("length", [0, 1, 19, 63, 64, 65, 200])
+def test_the_precomputed_hmac_signs_as_records_sign_does(length: int) -> None:
+    """Keys shorter than, as long as and longer than SHA-256's block (hashed first, by RFC 2104)."""
+    key = bytes((i * 37 + 11) % 256 for i in range(length))
+    signer = Signer(key)
+    for digest in ("ab" * 32, "0" * 64, "ünï"):
+        assert signer.sign(digest) == sign(digest, key)
+        assert signer.matches(digest, sign(digest, key))
+    assert not signer.matches("ab" * 32, None)
+    assert not signer.matches("ab" * 32, sign("ab" * 32, key + b"x"))
 
 
 def test_a_trail_in_an_older_form_still_verifies(tmp_path: Path) -> None:
