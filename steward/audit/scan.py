@@ -101,7 +101,7 @@ def _check_slice(
         result = verify_views(
             deployment, chain([first], records), key, _no_seqs, None, first_position, prev_hash=None
         )
-    except StoreUnavailable:
+    except (StoreUnavailable, OSError):
         return _NOT_INTACT  # an unreadable record: the walk in order says where, and what came before it
     if not result.ok:
         return _NOT_INTACT

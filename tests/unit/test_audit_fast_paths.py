@@ -101,6 +101,21 @@ def test_a_corrupt_record_after_a_break_is_not_reached_and_one_before_it_raises(
             scan.verify_stored(store, DEPLOYMENT, KEY, workers=workers)
 
 
+@pytest.mark.usefixtures("parallel")
+def test_a_file_that_cannot_be_read_after_a_break_is_not_reached_either(tmp_path: Path) -> None:
+    store = store_of(tmp_path, chain(RECORDS))
+    _edit(folder(tmp_path), 5)
+    _delete(folder(tmp_path), 14)
+    (folder(tmp_path) / record_name(14)).mkdir()  # listed like a record, fails when read (IsADirectoryError)
+    for workers in (1, 2):
+        brk = scan.verify_stored(store, DEPLOYMENT, KEY, workers=workers).first_break
+        assert brk is not None and (brk.kind, brk.seq) == ("edited", 5)
+    rewrite(folder(tmp_path) / record_name(5), chain(RECORDS)[4].model_dump_json().encode())  # no break
+    for workers in (1, 2):
+        with pytest.raises(IsADirectoryError):
+            scan.verify_stored(store, DEPLOYMENT, KEY, workers=workers)
+
+
 class _CountingStore(LocalFolderStore):
     """Counts what this process reads (the parallel slices read in their own processes)."""
 
