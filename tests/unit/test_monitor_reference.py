@@ -25,7 +25,7 @@ def test_reference_is_the_logged_training_frame_pinned_by_hash(
 
     # A sqlite tracking store puts artifacts in ./mlruns: keep them out of the checkout.
     monkeypatch.chdir(tmp_path)
-    mlflow.set_registry_uri(tracking)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", tracking)  # set_registry_uri would outlive the test
     version = credit_model.register(tracking, "credit-ref", n=600)
     uri = logged_dataset_uri(tracking, None, "credit-ref", version)
     assert uri.endswith("reference/training.parquet")
@@ -64,7 +64,7 @@ def test_relative_quality_thresholds_use_the_versions_logged_training_metrics(
     from steward.monitors.training import training_metrics
 
     monkeypatch.chdir(tmp_path)
-    mlflow.set_registry_uri(tracking)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", tracking)  # set_registry_uri would outlive the test
     version = credit_model.register(tracking, "credit-trained", n=600)
 
     def quality_job(**extra: object) -> MonitorJob:

@@ -65,7 +65,9 @@ async def test_a_run_as_a_kubernetes_job_trains_registers_and_is_judged(
 
     monkeypatch.chdir(tmp_path)  # MLflow's local artifact root is relative to the working directory
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", tracking)  # not one another test left set
     parent = await asyncio.to_thread(register, tracking, "credit-risk", 500, 3)
+    assert parent == "1"  # the captured traffic below is version 1's
     store = tmp_path / "store"
     _capture(store, 1200, seed=11)  # captured as risk/credit, version 1, with outcomes
 
