@@ -28,15 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from steward.api.monitoring import (
-    DriftSettings,
-    MonitorJob,
-    MonitorKind,
-    MonitorSpec,
-    Window,
-    capture_prefix,
-    report_prefix,
-)
+from steward.api.monitor_results import MonitorJob, capture_prefix, report_prefix
+from steward.api.monitoring import DriftSettings, MonitorKind, MonitorSpec, Window
 
 DEPLOYMENT = "bench/credit"
 START = datetime(2026, 3, 1, tzinfo=UTC)

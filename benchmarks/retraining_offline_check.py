@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from steward.api.monitoring import CaptureColumn
+from steward.api.monitor_results import CaptureColumn
 from steward.api.retraining import Figures, OfflineEvaluation, TrainingResult
 from steward.cli.demo_retraining import downturn
 from steward.cli.demo_traffic import Applicant, population

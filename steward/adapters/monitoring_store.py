@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 from pydantic import ValidationError
 
 from steward.adapters.errors import AdapterError, NotFound, Unauthorized, Unreachable
-from steward.api.monitoring import MonitorResult
+from steward.api.monitor_results import MonitorResult
 
 STORE_URI_ENV = "STEWARD_MONITORING_URI"
 # Moto / MinIO: boto3 reads AWS_ENDPOINT_URL_S3 itself; MLflow's variable is honoured too, so one local stack

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from steward.api.conditions import ConditionStatus, ConditionType, Phase, Reason
-from steward.api.monitoring import BreachAction, MonitoringSpec, MonitoringStatus
+from steward.api.monitoring import BreachAction, MonitoringSpec
+from steward.api.monitoring_status import MonitoringStatus
 from steward.api.retraining import RetrainingSpec, RetrainingStatus
 from steward.api.rollout import MAX_ROLLOUT_HISTORY, ActiveRollout, RolloutRecord, RolloutSpec
 from steward.api.types import SpecFloat, SpecInt, SpecModel, SpecStr

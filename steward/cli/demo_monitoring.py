@@ -16,7 +16,8 @@ from rich.table import Table
 from steward.adapters.monitoring_store import MonitoringStore
 from steward.api.conditions import ConditionType
 from steward.api.manifests import load_manifests
-from steward.api.monitoring import MonitorResultSummary, MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.api.rollout import Outcome
 from steward.cli.common import stamped
 from steward.cli.demo_rollout import expect, watch_rollout

@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pandas as pd
 
-from steward.api.monitoring import REQUEST_ID_HEADER, OutcomeColumn
+from steward.api.monitor_results import OutcomeColumn
+from steward.api.monitoring import REQUEST_ID_HEADER
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from steward.api.monitoring import OutcomeColumn, outcomes_prefix
+from steward.api.monitor_results import OutcomeColumn, outcomes_prefix
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, fail
 
 if TYPE_CHECKING:  # pandas costs seconds to import: every steward command would pay for it

@@ -23,7 +23,8 @@ from steward.adapters.errors import AdapterError
 from steward.adapters.monitoring_store import MonitoringStore
 from steward.api.conditions import ConditionType
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import Check, MonitorResultSummary, MonitorVerdict
+from steward.api.monitor_results import Check, MonitorVerdict
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail
 from steward.cli.sources import DeploymentSource, SourceError, open_source
 from steward.operator.status import find

@@ -16,14 +16,8 @@ from typing import Any
 import pandas as pd
 from pandas.api import types as ptypes
 
-from steward.api.monitoring import (
-    CaptureColumn,
-    CaptureSpec,
-    Check,
-    DriftSettings,
-    FieldPolicy,
-    MonitorVerdict,
-)
+from steward.api.monitor_results import CaptureColumn, Check, MonitorVerdict
+from steward.api.monitoring import CaptureSpec, DriftSettings, FieldPolicy
 from steward.monitors.window import text_series
 
 NUMERIC_METHOD = "wasserstein"

@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from steward.api.monitoring import CaptureColumn, Check, FairnessSettings, MonitorVerdict
+from steward.api.monitor_results import CaptureColumn, Check, MonitorVerdict
+from steward.api.monitoring import FairnessSettings
 from steward.monitors.window import LABEL, text_series
 
 MISSING_GROUP = "(missing)"

@@ -14,15 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from steward.api.monitoring import (
-    Check,
-    DriftSettings,
-    FairnessSettings,
-    MonitorJob,
-    MonitorKind,
-    MonitorResult,
-    MonitorVerdict,
-)
+from steward.api.monitor_results import Check, MonitorJob, MonitorResult, MonitorVerdict
+from steward.api.monitoring import DriftSettings, FairnessSettings, MonitorKind
 from steward.monitors import report, store
 from steward.monitors.window import WindowData, load_window
 

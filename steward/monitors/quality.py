@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from steward.api.monitoring import CaptureColumn, Check, MonitorVerdict, QualitySettings
+from steward.api.monitor_results import CaptureColumn, Check, MonitorVerdict
+from steward.api.monitoring import QualitySettings
 from steward.monitors.window import LABEL, text_series
 
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")

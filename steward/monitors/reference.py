@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from steward.api.monitoring import MonitorJob
+from steward.api.monitor_results import MonitorJob
 from steward.monitors import store
 
 TRAINING_CONTEXT = "training"

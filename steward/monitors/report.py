@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from steward.api.monitoring import Check, MonitorJob, MonitorVerdict
+from steward.api.monitor_results import Check, MonitorJob, MonitorVerdict
 from steward.monitors import store
 
 

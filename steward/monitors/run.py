@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from steward.api.monitoring import MonitorJob
+from steward.api.monitor_results import MonitorJob
 
 JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 

@@ -4,7 +4,7 @@ drift reference, so the operator does not read every version's run on every pass
 
 from __future__ import annotations
 
-from steward.api.monitoring import MonitorJob
+from steward.api.monitor_results import MonitorJob
 from steward.monitors import store
 from steward.monitors.quality import CLASSIFIER_METRICS, REGRESSOR_METRICS
 

@@ -11,7 +11,8 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from steward.api.monitoring import NOISE_STANDARD_ERRORS, Check, DriftSettings, MonitorVerdict
+from steward.api.monitor_results import NOISE_STANDARD_ERRORS, Check, MonitorVerdict
+from steward.api.monitoring import DriftSettings
 
 if TYPE_CHECKING:
     import pandas as pd

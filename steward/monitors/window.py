@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pandas as pd
 
-from steward.api.monitoring import (
+from steward.api.monitor_results import (
     CaptureColumn,
     MonitorJob,
     OutcomeColumn,

@@ -19,7 +19,7 @@ from typing import Any
 
 import ray
 
-from steward.api.monitoring import MonitorJob
+from steward.api.monitor_results import MonitorJob
 from steward.monitors.run import JOB_CONFIG_ENV
 
 NAMESPACE = "steward"

@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
 
 from steward.api.model_deployment import ModelDeploymentStatus
-from steward.api.monitoring import MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
 from steward.api.rollout import RolloutState
 from steward.operator.core import Decision
 from steward.operator.retraining_metrics import RetrainingGauges

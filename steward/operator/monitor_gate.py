@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import MonitorResultSummary, MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.operator.monitoring_drafts import figures
 
 

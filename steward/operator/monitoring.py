@@ -18,18 +18,16 @@ from enum import StrEnum
 
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
 from steward.api.model_deployment import ModelDeployment, ModelDeploymentStatus
-from steward.api.monitoring import (
+from steward.api.monitor_results import MonitorResult, MonitorVerdict
+from steward.api.monitoring import BreachAction, MonitorSpec
+from steward.api.monitoring_status import (
     MAX_BREACHES_IN_SUMMARY,
     MAX_HANDLED_IN_STATUS,
     MAX_RESULTS_IN_STATUS,
-    BreachAction,
     CaptureStatus,
     MonitoringStatus,
     MonitorJobStatus,
-    MonitorResult,
     MonitorResultSummary,
-    MonitorSpec,
-    MonitorVerdict,
     WindowRef,
 )
 from steward.api.rollout import Outcome, RolloutState, duration_s

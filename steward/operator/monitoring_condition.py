@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
-from steward.api.monitoring import CaptureStatus, MonitoringStatus, MonitorResultSummary, MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
+from steward.api.monitoring_status import CaptureStatus, MonitoringStatus, MonitorResultSummary
 from steward.operator.monitoring_drafts import figures
 
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN

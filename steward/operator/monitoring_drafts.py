@@ -7,7 +7,9 @@ a replayed pass adds nothing to the trail.
 from __future__ import annotations
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import MonitorResult, MonitorResultSummary, MonitorSpec
+from steward.api.monitor_results import MonitorResult
+from steward.api.monitoring import MonitorSpec
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.audit.records import AuditAction, ModelVersions, RecordDraft
 from steward.operator.audit_drafts import deployment_ref
 

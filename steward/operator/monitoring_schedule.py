@@ -19,17 +19,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from steward.api.monitoring import (
-    CaptureSpec,
-    MonitoringStatus,
-    MonitorJob,
-    MonitorJobStatus,
-    MonitorKind,
-    MonitorResultSummary,
-    MonitorSpec,
-    MonitorVerdict,
-    report_prefix,
-)
+from steward.api.monitor_results import MonitorJob, MonitorVerdict, report_prefix
+from steward.api.monitoring import CaptureSpec, MonitorKind, MonitorSpec
+from steward.api.monitoring_status import MonitoringStatus, MonitorJobStatus, MonitorResultSummary
 from steward.api.rollout import duration_s
 
 MAX_SUBMISSION_ID = 64

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from steward.api.conditions import Reason
 from steward.api.model_deployment import MAX_BUFFERED_AUDIT_RECORDS
-from steward.api.monitoring import CaptureStatus
+from steward.api.monitoring_status import CaptureStatus
 from steward.api.serve_app import TrafficStats
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_f
 from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
 from steward.api.model_deployment import MAX_BUFFERED_AUDIT_RECORDS, AuditTrailStatus, ModelDeployment
-from steward.api.monitoring import CaptureStatus
+from steward.api.monitoring_status import CaptureStatus
 from steward.api.serve_app import (
     RECORDER_DEPLOYMENT,
     ROUTER_DEPLOYMENT,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import MonitorResultSummary
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.api.retraining import (
     MAX_LOG_TAIL_CHARS,
     MAX_RUNS_IN_STATUS,

@@ -7,7 +7,8 @@ others by the run's submission id, which is derived from that trigger; a replaye
 from __future__ import annotations
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import Check, MonitorResultSummary
+from steward.api.monitor_results import Check
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.api.retraining import (
     OfflineEvaluation,
     RetrainingRun,

@@ -14,13 +14,8 @@ from datetime import datetime, timedelta
 from pydantic import ValidationError
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import (
-    NOISE_STANDARD_ERRORS,
-    Check,
-    MonitorResultSummary,
-    capture_prefix,
-    outcomes_prefix,
-)
+from steward.api.monitor_results import NOISE_STANDARD_ERRORS, Check, capture_prefix, outcomes_prefix
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
     OfflineEvaluation,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 
-from steward.api.monitoring import CaptureColumn
+from steward.api.monitor_results import CaptureColumn
 from steward.api.retraining import Figures, TrainingJob, TrainingResult
 from steward.monitors.reference import log_reference
 from steward.monitors.versus import parity_ratio_se

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from steward.api.monitoring import CaptureColumn, CaptureSpec, FieldPolicy
+from steward.api.monitor_results import CaptureColumn
+from steward.api.monitoring import CaptureSpec, FieldPolicy
 
 HASH_KEY_ENV = "STEWARD_CAPTURE_HASH_KEY"
 HASH_KEY_PATH_ENV = "STEWARD_CAPTURE_HASH_KEY_PATH"

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from steward.api.monitoring import CaptureColumn, CaptureSpec, capture_prefix
+from steward.api.monitor_results import CaptureColumn, capture_prefix
+from steward.api.monitoring import CaptureSpec
 from steward.serving.capture import (
     NO_HASH_KEY,
     Captured,

@@ -24,7 +24,8 @@ from helpers import wait_gone, wait_until
 
 from steward.adapters.ray_jobs import RayJobsClient
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import MonitoringStatus, MonitorResultSummary, MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
+from steward.api.monitoring_status import MonitoringStatus, MonitorResultSummary
 from steward.audit.records import AuditRecord
 from steward.audit.store import LocalFolderStore
 from steward.cli.demo_traffic import LiveClient

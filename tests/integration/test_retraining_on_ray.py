@@ -25,7 +25,7 @@ import pytest
 from helpers import wait_until
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import capture_prefix
+from steward.api.monitor_results import capture_prefix
 from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
     CandidateOutcome,

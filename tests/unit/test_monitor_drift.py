@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steward.api.monitoring import ColumnDrift, DriftSettings, MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
+from steward.api.monitoring import ColumnDrift, DriftSettings
 from steward.monitors.drift import run_drift
 
 NUMERIC = ["income", "debt_ratio", "history", "late_payments", "loan_amount"]

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steward.api.monitoring import FairnessSettings, MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
+from steward.api.monitoring import FairnessSettings
 from steward.monitors.fairness import run_fairness
 
 

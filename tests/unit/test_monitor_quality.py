@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steward.api.monitoring import MonitorVerdict, QualitySettings
+from steward.api.monitor_results import MonitorVerdict
+from steward.api.monitoring import QualitySettings
 from steward.monitors.quality import run_quality
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from steward.api.monitoring import MonitorJob, MonitorKind, MonitorSpec
+from steward.api.monitor_results import MonitorJob
+from steward.api.monitoring import MonitorKind, MonitorSpec
 from steward.dev import credit_model
 from steward.monitors.reference import load_reference, logged_dataset_uri
 

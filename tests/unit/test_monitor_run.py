@@ -13,18 +13,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steward.api.monitoring import (
-    DriftSettings,
+from steward.api.monitor_results import (
     MonitorJob,
-    MonitorKind,
     MonitorResult,
-    MonitorSpec,
     MonitorVerdict,
-    Window,
     capture_prefix,
     outcomes_prefix,
     report_prefix,
 )
+from steward.api.monitoring import DriftSettings, MonitorKind, MonitorSpec, Window
 from steward.monitors import run
 from steward.monitors.window import load_window
 

@@ -11,17 +11,9 @@ import pandas as pd
 import pytest
 from test_monitor_run import DEPLOYMENT, START, captured, job, run_main, write
 
-from steward.api.monitoring import (
-    Check,
-    DriftSettings,
-    FairnessSettings,
-    MonitoringStatus,
-    MonitorKind,
-    MonitorSpec,
-    MonitorVerdict,
-    Window,
-    capture_prefix,
-)
+from steward.api.monitor_results import Check, MonitorVerdict, capture_prefix
+from steward.api.monitoring import DriftSettings, FairnessSettings, MonitorKind, MonitorSpec, Window
+from steward.api.monitoring_status import MonitoringStatus
 from steward.monitors.versus import parity_noise, parity_ratio_se, worse_than_stable
 from steward.operator.monitoring_schedule import JobContext, LiveVersion, due_submissions
 

@@ -11,7 +11,8 @@ from builders import CONFIG, resolved
 from world import World, settled
 
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
-from steward.api.monitoring import Check, MonitorKind, MonitorResult, MonitorVerdict
+from steward.api.monitor_results import Check, MonitorResult, MonitorVerdict
+from steward.api.monitoring import MonitorKind
 from steward.api.rollout import Outcome, RolloutState
 from steward.audit.records import AuditAction
 from steward.operator.actions import SubmitMonitorJob

@@ -10,7 +10,8 @@ import pytest
 
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import Check, MonitorKind, MonitorResult, MonitorVerdict
+from steward.api.monitor_results import Check, MonitorResult, MonitorVerdict
+from steward.api.monitoring import MonitorKind
 from steward.audit.records import AuditAction
 from steward.operator.actions import EventType
 from steward.operator.monitoring import (
@@ -281,7 +282,7 @@ def test_a_result_already_handled_is_never_acted_on_again_even_if_its_job_is_sti
 
 
 def test_capture_without_monitors_reports_its_counters_and_drops() -> None:
-    from steward.api.monitoring import CaptureStatus
+    from steward.api.monitoring_status import CaptureStatus
 
     spec = resource().model_dump(by_alias=True, mode="json")
     spec["spec"]["monitoring"] = {"capture": {"sampleRate": 1.0}}

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import MonitoringStatus, MonitorJob, MonitorSpec
+from steward.api.monitor_results import MonitorJob
+from steward.api.monitoring import MonitorSpec
+from steward.api.monitoring_status import MonitoringStatus
 from steward.operator.monitoring import JobObservation, JobState, decide_monitoring
 from steward.operator.monitoring_schedule import (
     JobContext,
@@ -165,7 +167,8 @@ def test_a_job_ray_lost_is_submitted_again_under_the_same_id() -> None:
 
 
 def test_a_window_judged_without_all_labels_is_judged_once_more_later() -> None:
-    from steward.api.monitoring import MonitorKind, MonitorResult, MonitorVerdict
+    from steward.api.monitor_results import MonitorResult, MonitorVerdict
+    from steward.api.monitoring import MonitorKind
 
     monitors = [ROWS.model_dump(by_alias=True)]
     first = _decide(resource(monitors), T0)

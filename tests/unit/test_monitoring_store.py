@@ -16,7 +16,8 @@ from moto.server import ThreadedMotoServer
 
 from steward.adapters.errors import NotFound, Unreachable
 from steward.adapters.monitoring_store import CorruptResult, MonitoringStore, s3_endpoint
-from steward.api.monitoring import MonitorKind, MonitorResult, MonitorVerdict
+from steward.api.monitor_results import MonitorResult, MonitorVerdict
+from steward.api.monitoring import MonitorKind
 
 RESULT = MonitorResult(
     monitor="drift",

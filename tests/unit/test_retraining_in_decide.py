@@ -12,7 +12,8 @@ from builders import CONFIG
 from world import World, settled
 
 from steward.api.conditions import Reason
-from steward.api.monitoring import Check, MonitorKind, MonitorResult, MonitorVerdict
+from steward.api.monitor_results import Check, MonitorResult, MonitorVerdict
+from steward.api.monitoring import MonitorKind
 from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
     TRAINING_JOB_ENV,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from builders import T0
 
-from steward.api.monitoring import capture_prefix, outcomes_prefix
+from steward.api.monitor_results import capture_prefix, outcomes_prefix
 from steward.api.retraining import (
     TRAINING_JOB_ENV,
     OfflineEvaluation,

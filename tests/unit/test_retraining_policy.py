@@ -11,7 +11,8 @@ import pytest
 from builders import T0, md
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.monitoring import Check, MonitorResultSummary, MonitorVerdict
+from steward.api.monitor_results import Check, MonitorVerdict
+from steward.api.monitoring_status import MonitorResultSummary
 from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
     Figures,
