@@ -534,6 +534,30 @@ def test_stable_is_answered_in_the_router_through_a_canary_a_rollback_and_a_prom
     print(f"in-router: {after.in_router}")
 
 
+def test_a_stable_model_the_router_cannot_load_is_answered_by_its_application(serving: Serving) -> None:
+    """The router's load fails (here: a model URI that does not exist, in the router's config only); the
+    failure shows in the figures and every request still gets the version application's answer."""
+    serving.route({"1", "2"}, {"1": 100, "2": 0}, stable="1")
+    assert serving.last_plan is not None
+    apps = plan_serve_apps(serving.md, "credit-risk", serving.last_plan, serving.config)
+    apps[0]["deployments"][0]["user_config"]["in_router"]["model_uri"] = "models:/no-such-model/1"
+    serving.client.apply_applications(apps, set(), serving.config.http_options)
+    serving.last_plan = None  # the next route() applies its plan again
+
+    def failed_to_load() -> TrafficStats | None:
+        stats = serving.stats()
+        return stats if stats.in_router is not None and stats.in_router.load_failures >= 1 else None
+
+    before = wait_until(failed_to_load, 180, "the router's load to fail", interval_s=0.5)
+    assert "no-such-model" in (before.in_router.last_error or ""), before.in_router
+    records = applicant_records(60, seed=29)
+    served, after = answer_all(serving, records)
+    assert served == {"1": len(records)}
+    assert in_router_answers(after, "1") == in_router_answers(before, "1"), "nothing answered in the router"
+    assert delta(before, after, "live", "1")["requests"] == len(records)
+    serving.route({"1", "2"}, {"1": 100}, stable=None)  # stops the retries
+
+
 # ------------------------------------------------------------------------------------------------ figures
 
 
