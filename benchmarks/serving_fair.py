@@ -6,8 +6,8 @@ same registered model; MLflow's own scoring server for the last), the same Ray e
 
   (a) bare         one bare Serve deployment (benchmarks/baseline_app.py: build)
   (b) passthrough  a router with no logic -> the version deployment: the cost of a hop
-  (c) one          Steward, one version (router app -> version app, as the operator plans them)
-  (d) canary       Steward during a 10 % canary (90/10 split over two versions)
+  (c) one          Steward, one version, as the operator plans it: the router scores it itself (no hop)
+  (d) canary       Steward during a 10 % canary (90/10 split; both versions through their applications)
   (e) captured     Steward with capture at 100 % sampling (the monitoring issue's goal: <= +0.5 ms p50)
   (f) mlflow       `mlflow models serve` of the same version, 1 worker
 
@@ -157,6 +157,8 @@ def measure(
             machine = load.end()
             time.sleep(5)  # the capture writer flushes every 2 s
             rows = servers.captured_rows()
+            # Which arms' routers answered stable themselves, and how often they fell back to the handle.
+            in_router = {name: servers.in_router_figures(name) for name in servers.in_router_tokens}
     result = report(measured)
     result.update(
         when=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -168,6 +170,7 @@ def measure(
         total_s=time.monotonic() - started,
         machine=machine,
         captured_rows=rows,
+        in_router=in_router,
     )
     return result
 
@@ -199,6 +202,8 @@ def headline(r: dict[str, Any]) -> str:
                 f"capture @{lv}%: p50 +{c['ms']:.2f} ms [{c['ci95_low_ms']:.2f}, {c['ci95_high_ms']:.2f}] "
                 f"vs Steward without capture; {r['captured_rows']} rows captured"
             )
+    for name, figures in r["in_router"].items():
+        lines.append(f"{name}: in the router {figures}")
     return "\n".join(lines)
 
 

@@ -25,8 +25,10 @@ import pandas as pd
 
 from steward.adapters.ray_serve import RayServeClient
 from steward.api.model_deployment import ModelDeployment
+from steward.api.serve_app import STATS_PATH, RouterConfig, TrafficStats, router_access
 from steward.dev.credit_model import register
 from steward.dev.stack import Stack
+from steward.operator.reconciler import with_router_secret
 from steward.operator.serve_config import TrafficPlan, plan_serve_apps
 
 HERE = Path(__file__).resolve().parent
@@ -60,6 +62,8 @@ class ServingStack:
     # A lever measured in the same run: arm 'one-router-mor' is (c) with this on its router deployment.
     router_max_ongoing: int | None = None
     arms: dict[str, Arm] = field(default_factory=dict)
+    # Arms whose router scores the stable version itself -> the read token of their figures.
+    in_router_tokens: dict[str, str] = field(default_factory=dict)
     _stack: Stack | None = None
     _mlflow_serve: subprocess.Popen[bytes] | None = None
 
@@ -119,7 +123,8 @@ class ServingStack:
 
     def _deploy(self, client: RayServeClient, stable: str, canary: str) -> None:
         stack = self.stack
-        config = stack.operator_config()
+        # With the router secret the control loop derives, so that the arms' figures can be read.
+        config = with_router_secret(stack.operator_config(), stack.ray_token())
         uri = {v: f"models:/{MODEL}/{v}" for v in (stable, canary)}
         env_vars = {**self.ray_env, "MLFLOW_TRACKING_URI": stack.tracking_uri, "PYTHONPATH": str(HERE)}
         env = {"env_vars": env_vars}
@@ -151,20 +156,52 @@ class ServingStack:
             },
         ]  # fmt: skip
         one = TrafficPlan.single(stable, uri[stable])
-        split = TrafficPlan(versions=uri, weights={stable: 90, canary: 10})
+        split = TrafficPlan(versions=uri, weights={stable: 90, canary: 10}, stable=stable)
         self.arms["bare"] = Arm("bare", f"{stack.serve_url}/bare")
         self.arms["passthrough"] = Arm("passthrough", f"{stack.serve_url}/passthrough")
         arms = [("one", one, None), ("canary", split, None), ("captured", one, CAPTURE)]
         if self.router_max_ongoing is not None:
             arms.append(("one-router-mor", one, None))
         for name, plan, monitoring in arms:
-            planned = plan_serve_apps(self._resource(name, monitoring), MODEL, plan, config)
+            resource = self._resource(name, monitoring)
+            planned = plan_serve_apps(resource, MODEL, plan, config)
             if name == "one-router-mor":
                 planned[0]["deployments"][0]["max_ongoing_requests"] = self.router_max_ongoing
+            if RouterConfig.model_validate(planned[0]["deployments"][0]["user_config"]).in_router is not None:
+                assert config.router_secret is not None
+                self.in_router_tokens[name] = router_access(config.router_secret, resource.key).read_token
             apps += planned
             self.arms[name] = Arm(name, f"{stack.serve_url}/default/{name}", capture=monitoring is not None)
         client.apply_applications(apps, set(), config.http_options)
         self._wait_running(client, {app["name"] for app in apps})
+        self._wait_loaded_in_router()
+
+    def in_router_figures(self, name: str) -> dict[str, Any] | None:
+        """The arm's in-router counts (answers, loads, fallbacks); None if it has none or is unreadable."""
+        headers = {"Authorization": f"Bearer {self.in_router_tokens[name]}"}
+        response = httpx.get(self.arms[name].url + STATS_PATH, headers=headers, timeout=30)
+        if not response.is_success:
+            return None
+        stats = TrafficStats.model_validate_json(response.content)
+        return None if stats.in_router is None else stats.in_router.model_dump(mode="json")
+
+    def _wait_loaded_in_router(self) -> None:
+        """A router loads the stable model in the background after it runs; until then it forwards. Measure
+        what it serves once loaded, not the switch."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        waiting = set(self.in_router_tokens)
+        while waiting and time.monotonic() < deadline:
+            for name in sorted(waiting):
+                figures = self.in_router_figures(name)
+                if figures is not None and figures["loads"] >= 1:
+                    waiting.discard(name)
+                elif figures is not None and figures["load_failures"]:
+                    raise RuntimeError(f"arm {name}: the router could not load: {figures['last_error']}")
+            time.sleep(1)
+        if waiting:
+            raise RuntimeError(
+                f"arms {sorted(waiting)}: stable not loaded in the router in {READY_TIMEOUT_S} s"
+            )
 
     def _resource(self, name: str, monitoring: dict[str, Any] | None) -> ModelDeployment:
         spec: dict[str, Any] = {

@@ -126,6 +126,16 @@ class ShadowConfig(_Frozen):
     percent: Annotated[int, Field(ge=0, le=100)]
 
 
+class InRouterModel(_Frozen):
+    """The stable version while it takes all the traffic, which the router replica loads itself and answers
+    without a hop to its application (steward.serving.local_model); the version's application stays
+    deployed, and answers through its handle until the router has loaded the model, or when the load fails."""
+
+    version: str
+    # What the version application loads (VersionArgs.model_uri).
+    model_uri: str
+
+
 class RouterConfig(_Frozen):
     """The router's `user_config`: changes here are applied in place, without restarting replicas."""
 
@@ -140,10 +150,14 @@ class RouterConfig(_Frozen):
     # are recorded only when there is a monitoring store (the operator's STEWARD_MONITORING_URI) too.
     capture: CaptureSpec | None = None
     store_uri: str | None = None
+    # None: every version answers through its application's handle.
+    in_router: InRouterModel | None = None
 
     @model_validator(mode="after")
     def _weights_name_served_versions(self) -> RouterConfig:
         unknown = set(self.weights) - set(self.versions)
+        if self.in_router is not None and self.in_router.version not in self.versions:
+            unknown.add(self.in_router.version)
         if self.shadow is not None and self.shadow.version not in self.versions:
             unknown.add(self.shadow.version)
         if unknown:
@@ -180,6 +194,18 @@ class CaptureStats(_Frozen):
     last_error: str | None = None
 
 
+class InRouterStats(_Frozen):
+    """The stable version served inside the router replicas, summed over them since the recorder started."""
+
+    # Answers given by the in-router model, per version (the rest of `live` went through handles).
+    answered: dict[str, int] = {}
+    loads: int = 0
+    # Failed loads (each retried later) and in-router calls that failed and went to the handle instead.
+    load_failures: int = 0
+    fallbacks: int = 0
+    last_error: str | None = None
+
+
 class TrafficStats(_Frozen):
     """What `GET <route>/-/stats` returns."""
 
@@ -193,6 +219,8 @@ class TrafficStats(_Frozen):
     pairs: dict[str, PairCounts] = {}
     # None when no router replica has capture configured.
     capture: CaptureStats | None = None
+    # None when no router replica has an in-router model configured.
+    in_router: InRouterStats | None = None
 
 
 class ShadowPair(_Frozen):

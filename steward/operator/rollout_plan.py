@@ -25,14 +25,14 @@ def traffic_plan(md: ModelDeployment, stable: StableVersion, r: ActiveRollout | 
     new, old = r.canary.version, stable.version
     versions = {old: stable.model_uri, new: r.canary.model_uri}
     if r.state == RolloutState.PROMOTING:
-        return TrafficPlan(versions, {old: 0, new: 100}, stickiness=spec.stickiness)
+        return TrafficPlan(versions, {old: 0, new: 100}, stickiness=spec.stickiness, stable=old)
     if r.state in (RolloutState.WARMING, RolloutState.ROLLING_BACK):
-        return TrafficPlan(versions, {old: 100, new: 0}, stickiness=spec.stickiness)
+        return TrafficPlan(versions, {old: 100, new: 0}, stickiness=spec.stickiness, stable=old)
     shadow = None
     mirrors = r.strategy == Strategy.SHADOW or spec.analysis.max_disagreement is not None
     if mirrors and spec.shadow_percent > 0:
         shadow = ShadowConfig(version=new, percent=spec.shadow_percent)
-    return TrafficPlan(versions, {old: 100 - r.weight, new: r.weight}, shadow, spec.stickiness)
+    return TrafficPlan(versions, {old: 100 - r.weight, new: r.weight}, shadow, spec.stickiness, stable=old)
 
 
 def router_weights(serve: ServeApps) -> dict[str, int] | None:

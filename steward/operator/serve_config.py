@@ -17,6 +17,7 @@ from steward.api.serve_app import (
     ROUTER_DEPLOYMENT,
     ROUTER_IMPORT_PATH,
     VERSION_IMPORT_PATH,
+    InRouterModel,
     RouterArgs,
     RouterConfig,
     ShadowConfig,
@@ -92,10 +93,13 @@ class TrafficPlan:
     weights: dict[str, int]
     shadow: ShadowConfig | None = None
     stickiness: Stickiness | None = None
+    # The stable version, which the router serves itself (steward.serving.local_model) while it takes all the
+    # traffic (in_router_model). Never the canary, which stays isolated in its own application.
+    stable: str | None = None
 
     @classmethod
     def single(cls, version: str, model_uri: str) -> TrafficPlan:
-        return cls(versions={version: model_uri}, weights={version: 100})
+        return cls(versions={version: model_uri}, weights={version: 100}, stable=version)
 
 
 def _version_actor_options(md: ModelDeployment) -> dict[str, Any]:
@@ -108,6 +112,57 @@ def _version_actor_options(md: ModelDeployment) -> dict[str, Any]:
     return options
 
 
+def _serves_in_router(md: ModelDeployment) -> bool:
+    # The router replica holds no GPU: a GPU model would score on its CPU, or not load at all.
+    return not md.spec.serving.resources.gpu
+
+
+def in_router_model(md: ModelDeployment, plan: TrafficPlan) -> InRouterModel | None:
+    """What the router loads to answer the stable version itself: only while stable takes all live traffic and
+    nothing is mirrored. While a canary or a shadow is judged, stable goes through its application like the
+    challenger does: the analysis compares their latencies, and a hop that only the challenger pays would
+    count against it (about 9 ms p50 on two cores in benchmarks/serving_fair, more under load; the latency
+    gate tolerates 10 ms by default). None also frees the router's copy of the model."""
+    stable = plan.stable
+    if stable is None or stable not in plan.versions or plan.shadow is not None:
+        return None
+    if plan.weights.get(stable) != 100 or not _serves_in_router(md):
+        return None
+    return InRouterModel(version=stable, model_uri=plan.versions[stable])
+
+
+def _router_actor_options(md: ModelDeployment) -> dict[str, Any]:
+    """No CPU reservation, as before the router held a model: the stable version's application keeps its
+    replicas' reservations (it is the fallback and the rollback target), and reserving the same again here
+    would ask the cluster for two model replicas' CPUs per replica of traffic. Memory is reserved, since a
+    copy of the model really lives in each router replica; with a fixed value per spec, so that a stable
+    change (in place, in user_config) never restarts the router."""
+    resources = md.spec.serving.resources
+    options: dict[str, Any] = {"num_cpus": 0.0}
+    if resources.memory and _serves_in_router(md):
+        options["memory"] = memory_bytes(resources.memory)
+    return options
+
+
+def _router_deployment(md: ModelDeployment, router: RouterConfig) -> dict[str, Any]:
+    serving = md.spec.serving
+    deployment: dict[str, Any] = {
+        "name": ROUTER_DEPLOYMENT,
+        "ray_actor_options": _router_actor_options(md),
+        "autoscaling_config": {
+            "min_replicas": 1,
+            "max_replicas": max(1, serving.replicas.max),
+            "target_ongoing_requests": serving.target_ongoing_requests,
+        },
+        "user_config": router.model_dump(mode="json", exclude_none=True),
+    }
+    if _serves_in_router(md):
+        # It scores stable's requests itself now: it admits as many at once as a version replica does,
+        # not Ray's default of 5, which queued a closed loop of 8 callers at the proxy.
+        deployment["max_ongoing_requests"] = serving.max_ongoing_requests
+    return deployment
+
+
 def _runtime_env(config: OperatorConfig) -> dict[str, Any]:
     return {"env_vars": {**config.replica_env, "MLFLOW_TRACKING_URI": config.tracking_uri}}
 
@@ -115,7 +170,6 @@ def _runtime_env(config: OperatorConfig) -> dict[str, Any]:
 def plan_router_app(
     md: ModelDeployment, model_name: str, plan: TrafficPlan, config: OperatorConfig
 ) -> dict[str, Any]:
-    serving = md.spec.serving
     router = RouterConfig(
         versions={v: version_app_name(app_name(md), v) for v in plan.versions},
         weights=plan.weights,
@@ -125,6 +179,7 @@ def plan_router_app(
         capture=md.spec.monitoring.capture,
         # Only with a capture spec: a store alone records nothing.
         store_uri=config.monitoring_uri if md.spec.monitoring.capture is not None else None,
+        in_router=in_router_model(md, plan),
     )
     return {
         "name": app_name(md),
@@ -133,17 +188,7 @@ def plan_router_app(
         "args": RouterArgs(deployment=md.key, model_name=model_name).model_dump(),
         "runtime_env": _runtime_env(config),
         "deployments": [
-            {
-                "name": ROUTER_DEPLOYMENT,
-                # The router only parses JSON and forwards: it costs no scheduling slot of its own.
-                "ray_actor_options": {"num_cpus": 0.0},
-                "autoscaling_config": {
-                    "min_replicas": 1,
-                    "max_replicas": max(1, serving.replicas.max),
-                    "target_ongoing_requests": serving.target_ongoing_requests,
-                },
-                "user_config": router.model_dump(mode="json", exclude_none=True),
-            },
+            _router_deployment(md, router),
             # Sums the routers' measurements: one replica, so that there is one count to read.
             {"name": RECORDER_DEPLOYMENT, "num_replicas": 1, "ray_actor_options": {"num_cpus": 0.0}},
         ],

@@ -1,7 +1,8 @@
 """The Ray Serve applications of one ModelDeployment: a router application and one application per version.
 
-The router owns the HTTP surface (JSON parsing, error bodies, version choice, shadowing, measurements); model
-replicas own loading and scoring. Weights, shadowing and stickiness live in the router's `user_config`, so
+The router owns the HTTP surface (JSON parsing, error bodies, version choice, shadowing, measurements) and
+answers the stable version from its own copy of the model once loaded (steward.serving.local_model); version
+replicas score everything else. Weights, shadowing and stickiness live in the router's `user_config`, so
 moving traffic reconfigures the router in place and never touches a model replica (see steward.api.serve_app
 for why each version is an application of its own).
 """
@@ -13,7 +14,7 @@ import logging
 import random
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +30,6 @@ from steward.api.serve_app import (
     STATS_PATH,
     RouterArgs,
     RouterConfig,
-    ShadowLog,
     ShadowPair,
     VersionArgs,
     sticky_key_hash,
@@ -47,7 +47,9 @@ from steward.serving.http_answers import (
     respond,
     with_request_id,
 )
-from steward.serving.scoring import Answer, ErrorCode, error, parse_json_body, read_body, score
+from steward.serving.local_model import LoadedModel, LocalModel
+from steward.serving.recorder import Recorder
+from steward.serving.scoring import Answer, ErrorCode, error, parse_json_body, read_body
 from steward.serving.traffic import Counts, answers_agree, choose_version, should_shadow, sticky_key
 
 log = logging.getLogger(__name__)
@@ -70,56 +72,11 @@ SHADOW_TIMEOUT_S = 30.0
 @serve.deployment
 class ModelVersion:
     def __init__(self, model_name: str, version: str, model_uri: str) -> None:
-        import mlflow.pyfunc  # imported here: only replicas need MLflow's model loaders
-
-        self.model_name = model_name
-        self.version = version
         # A load failure raises here; Ray Serve then reports DEPLOY_FAILED with this message.
-        self.model = mlflow.pyfunc.load_model(model_uri)
-        self._warm_up()
-
-    def _warm_up(self) -> None:
-        """Score the model's logged input example once before taking traffic, so that the first callers do
-        not pay for lazy imports and caches. A model without one, or one that fails on it, still serves: its
-        live answers are what the rollout judges."""
-        example = self.model.input_example
-        if example is None:
-            return
-        try:
-            self.model.predict(example)
-        except Exception as exc:  # noqa: BLE001 - judged on live traffic, not on its example
-            log.warning("version %s: warm-up on the logged input example failed: %s", self.version, exc)
+        self.loaded = LoadedModel.load(model_name, version, model_uri)
 
     def predict(self, payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
-        answer = score(self.model, payload, request_id, with_proba)
-        if answer.status == 200:
-            answer.body["model"] = {"name": self.model_name, "version": self.version}
-        return answer
-
-    def check_health(self) -> None:
-        if self.model is None:
-            raise RuntimeError("model not loaded")
-
-
-@serve.deployment(num_replicas=1)
-class Recorder:
-    """Sums the measurements of every router replica, so that there is one set of figures to read."""
-
-    def __init__(self) -> None:
-        self.recorder_id = str(uuid.uuid4())
-        self.totals = Counts()
-        self.pairs: deque[ShadowPair] = deque(maxlen=PAIR_LOG_SIZE)
-
-    def record(self, delta: Counts, pairs: list[ShadowPair]) -> None:
-        self.totals.add(delta)
-        self.pairs.extend(pairs)
-
-    def stats(self) -> dict[str, Any]:
-        return self.totals.to_stats(self.recorder_id).model_dump(mode="json")
-
-    def shadow_log(self, limit: int) -> dict[str, Any]:
-        recent = list(self.pairs)[-limit:] if limit > 0 else []
-        return ShadowLog(recorder_id=self.recorder_id, pairs=recent).model_dump(mode="json")
+        return self.loaded.predict(payload, request_id, with_proba)
 
 
 @dataclass(frozen=True)
@@ -145,6 +102,7 @@ class Router:
         self._shadow_saturated = False
         self._capture = RouterCapture(deployment)
         self._answered: Counter[tuple[str, bool]] = Counter()
+        self._local = LocalModel(model_name)
 
     # ------------------------------------------------------------------------------------------ config
 
@@ -165,6 +123,7 @@ class Router:
             for version, app in config.versions.items()
         }
         self._capture.reconfigure(config.capture, config.store_uri, _replica_id)
+        self._local.want(config.in_router)
         # A version that left and comes back warms up again; one gone for good is forgotten.
         self._answered = Counter({k: n for k, n in self._answered.items() if k[0] in config.versions})
         self._routing = _Routing(config, handles)
@@ -221,7 +180,7 @@ class Router:
         started = time.perf_counter()
         try:
             with_proba = self._capture.wants(config.capture, rid)
-            answer = await self._call_version(routing, version, payload, rid, with_proba)
+            answer = await self._call_primary(routing, version, payload, rid, with_proba)
             latency_ms = (time.perf_counter() - started) * 1000
             self._pending.observe(version, answer.status, self._warm(version, latency_ms))
             primary.set_result((answer, latency_ms))
@@ -235,6 +194,16 @@ class Router:
             size,
         )
         return respond(answer, rid, version)
+
+    async def _call_primary(
+        self, routing: _Routing, version: str, payload: dict[str, Any], rid: str, with_proba: bool
+    ) -> Answer:
+        # The stable version in this replica when it is loaded; the handle otherwise, or if that call failed.
+        loaded = self._local.serving(version)
+        answer = None if loaded is None else await self._local.answer(loaded, payload, rid, with_proba)
+        if answer is None:
+            answer = await self._call_version(routing, version, payload, rid, with_proba)
+        return answer
 
     async def _call_version(
         self, routing: _Routing, version: str, payload: dict[str, Any], rid: str, with_proba: bool = False
@@ -348,6 +317,7 @@ class Router:
         """
         async with self._flush_lock:
             self._capture.count_into(self._pending)
+            self._local.count_into(self._pending)
             if self._pending.is_empty() and not self._pending_pairs:
                 return
             delta, pairs = self._pending, self._pending_pairs

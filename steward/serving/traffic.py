@@ -15,6 +15,7 @@ from steward.api.rollout import Stickiness
 from steward.api.serve_app import (
     LATENCY_BUCKETS_MS,
     CaptureStats,
+    InRouterStats,
     PairCounts,
     ShadowConfig,
     TrafficCounts,
@@ -248,6 +249,37 @@ class CaptureCounts:
 
 
 @dataclass
+class InRouterCounts:
+    """Answers of the in-router model, its loads, failed loads and calls that went to the handle instead."""
+
+    answered: dict[str, int] = field(default_factory=dict)
+    loads: int = 0
+    load_failures: int = 0
+    fallbacks: int = 0
+    last_error: str | None = None
+
+    def add(self, other: InRouterCounts) -> None:
+        for version, n in other.answered.items():
+            self.answered[version] = self.answered.get(version, 0) + n
+        self.loads += other.loads
+        self.load_failures += other.load_failures
+        self.fallbacks += other.fallbacks
+        self.last_error = other.last_error or self.last_error
+
+    def is_empty(self) -> bool:
+        return not (self.answered or self.loads or self.load_failures or self.fallbacks or self.last_error)
+
+    def to_api(self) -> InRouterStats:
+        return InRouterStats(
+            answered=dict(sorted(self.answered.items())),
+            loads=self.loads,
+            load_failures=self.load_failures,
+            fallbacks=self.fallbacks,
+            last_error=self.last_error,
+        )
+
+
+@dataclass
 class Counts:
     """Traffic figures: a router's delta since its last flush, or the recorder's totals (same shape)."""
 
@@ -257,6 +289,8 @@ class Counts:
     pairs: dict[str, list[int]] = field(default_factory=dict)
     # None until a router with capture configured reports.
     capture: CaptureCounts | None = None
+    # None until a router with an in-router model reports.
+    in_router: InRouterCounts | None = None
 
     def observe(self, version: str, status: int, latency_ms: float | None, *, shadow: bool = False) -> None:
         counts = self.shadow if shadow else self.live
@@ -280,9 +314,13 @@ class Counts:
             if self.capture is None:
                 self.capture = CaptureCounts()
             self.capture.add(other.capture)
+        if other.in_router is not None:
+            if self.in_router is None:
+                self.in_router = InRouterCounts()
+            self.in_router.add(other.in_router)
 
     def is_empty(self) -> bool:
-        return not (self.live or self.shadow or self.pairs or self.capture)
+        return not (self.live or self.shadow or self.pairs or self.capture or self.in_router)
 
     def to_stats(self, recorder_id: str) -> TrafficStats:
         return TrafficStats(
@@ -291,4 +329,5 @@ class Counts:
             shadow={v: c.to_api() for v, c in sorted(self.shadow.items())},
             pairs={v: PairCounts(compared=p[0], disagreed=p[1]) for v, p in sorted(self.pairs.items())},
             capture=None if self.capture is None else self.capture.to_api(),
+            in_router=None if self.in_router is None else self.in_router.to_api(),
         )

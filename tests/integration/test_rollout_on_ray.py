@@ -19,7 +19,14 @@ import pytest
 from helpers import applicant_records, wait_gone, wait_until
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.serve_app import SHADOW_PATH, ShadowLog, router_access, router_secret_from_ray_token
+from steward.api.serve_app import (
+    SHADOW_PATH,
+    STATS_PATH,
+    ShadowLog,
+    TrafficStats,
+    router_access,
+    router_secret_from_ray_token,
+)
 from steward.audit.store import LocalFolderStore
 from steward.dev.loop import ControlLoop
 from steward.dev.stack import Stack
@@ -161,6 +168,34 @@ def condition(obj: StoredObject, type_: str) -> Any:
     return next(c for c in obj.status.conditions if c.type.value == type_)
 
 
+def read_auth(stack: Stack) -> dict[str, str]:
+    """The read token the control loop derives from the Ray token for this deployment."""
+    token = router_access(router_secret_from_ray_token(stack.ray_token()), f"{NS}/{NAME}").read_token
+    return {"Authorization": f"Bearer {token}"}
+
+
+def answered_in_router(endpoint: str, stack: Stack, version: str) -> int:
+    response = httpx.get(endpoint + STATS_PATH, headers=read_auth(stack), timeout=10)
+    assert response.status_code == 200, response.text
+    stats = TrafficStats.model_validate_json(response.content)
+    assert stats.in_router is None or stats.in_router.load_failures == 0, stats.in_router.last_error
+    return 0 if stats.in_router is None else stats.in_router.answered.get(version, 0)
+
+
+def wait_served_in_router(endpoint: str, stack: Stack, version: str) -> None:
+    """The stable version's model is loaded in the router in the background after the rollout ends; until
+    then its application answers. Poll with requests until the router's own copy answers one."""
+    before = answered_in_router(endpoint, stack, version)
+    record = applicant_records(1, seed=3)
+
+    def served_in_router() -> bool:
+        response = httpx.post(endpoint, json={"dataframe_records": record}, timeout=30)
+        assert response.status_code == 200 and response.headers["X-Model-Version"] == version
+        return answered_in_router(endpoint, stack, version) > before
+
+    wait_until(served_in_router, 180, f"version {version} answered in the router", interval_s=0.5)
+
+
 @pytest.fixture(scope="module")
 def endpoint(loop: LocalStore, versions: Versions) -> str:
     apply(loop, versions.good1)
@@ -200,6 +235,7 @@ def test_a_healthy_version_is_promoted_through_every_step_with_no_failed_request
     assert versions.good1 in served and versions.good2 in served
     assert set(served[-20:]) == {versions.good2}
     wait_gone(ray_client, f"{NS}.{NAME}.v{versions.good1}")
+    wait_served_in_router(endpoint, stack, versions.good2)
     trail = [r.action.value for r in LocalFolderStore(stack.home / "audit").read(f"{NS}/{NAME}")]
     assert trail[trail.index("rollout-started") :] == [
         "rollout-started",
@@ -215,7 +251,13 @@ def test_a_healthy_version_is_promoted_through_every_step_with_no_failed_request
     ("kind", "measurement"), [("erroring", "error rate"), ("slow", "latency p95")], ids=["errors", "slow"]
 )
 def test_a_bad_version_is_rolled_back_while_stable_keeps_serving(
-    loop: LocalStore, endpoint: str, versions: Versions, kind: str, measurement: str, ray_client: Any
+    loop: LocalStore,
+    endpoint: str,
+    versions: Versions,
+    kind: str,
+    measurement: str,
+    ray_client: Any,
+    stack: Stack,
 ) -> None:
     bad = getattr(versions, kind)
     done_before = len(current(loop).status.rollout_history)
@@ -237,6 +279,8 @@ def test_a_bad_version_is_rolled_back_while_stable_keeps_serving(
     assert all(a.version == bad for a in load.failed()), load.failed()[:5]
     assert [a.version for a in load.answers[-20:]] == [versions.good2] * 20
     wait_gone(ray_client, f"{NS}.{NAME}.v{bad}")
+    # Stable left the router while the canary was judged, and is back in it.
+    wait_served_in_router(endpoint, stack, versions.good2)
 
 
 def test_shadow_rollout_records_the_challengers_answers_and_never_returns_them(
@@ -249,9 +293,7 @@ def test_shadow_rollout_records_the_challengers_answers_and_never_returns_them(
         # About answers, not speed: the shadow's cold first calls on a loaded machine must not decide it.
         "analysis": {"interval": "5s", "minRequests": 10, "maxDisagreement": 0.5, "latencyToleranceMs": 5000},
     }
-    # The read token the control loop derives from the Ray token for this deployment.
-    token = router_access(router_secret_from_ray_token(stack.ray_token()), f"{NS}/{NAME}").read_token
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = read_auth(stack)
     with Load(endpoint) as load:
         apply(loop, versions.challenger, shadow)
         wait_until(

@@ -119,6 +119,7 @@ class Serving:
         weights: dict[str, int],
         shadow: ShadowConfig | None = None,
         stickiness: Stickiness | None = None,
+        stable: str | None = None,
     ) -> None:
         """Deploy `versions` (keeping any already deployed: removing one is not what these tests look at) and
         point the router at them; return once the router answers with this config."""
@@ -127,6 +128,8 @@ class Serving:
             weights=weights,
             shadow=shadow,
             stickiness=stickiness,
+            # None: every version through its handle, the path most of these tests look at.
+            stable=stable,
         )
         if plan == self.last_plan:
             return
@@ -449,6 +452,110 @@ def test_a_slow_shadow_does_not_slow_the_caller(serving: Serving) -> None:
     print(
         f"slow shadow v4: caller median {statistics.median(elapsed_ms):.0f} ms, max {max(elapsed_ms):.0f} ms"
     )
+
+
+# ---------------------------------------------------------------------------------------------- in-router
+
+
+def in_router_answers(stats: TrafficStats, version: str) -> int:
+    return 0 if stats.in_router is None else stats.in_router.answered.get(version, 0)
+
+
+def loaded_in_router(serving: Serving, loads: int, what: str) -> TrafficStats:
+    """The router loads in the background (seconds on two cores, more under load): poll its load count."""
+
+    def check() -> TrafficStats | None:
+        stats = serving.stats()
+        return stats if stats.in_router is not None and stats.in_router.loads >= loads else None
+
+    result: TrafficStats = wait_until(check, 180, what, interval_s=0.5)
+    return result
+
+
+def answer_all(serving: Serving, records: list[dict[str, Any]]) -> tuple[Counter[str], TrafficStats]:
+    """Predict every record (all must be answered) and return who answered and the figures after."""
+    answers = serving.predict_all(records)
+    assert [a.status_code for a in answers] == [200] * len(records), [a.text for a in answers[:3]]
+    for answer in answers:
+        assert answer.json()["model"]["version"] == version_of(answer)
+    return Counter(version_of(a) for a in answers), serving.stats()
+
+
+def test_stable_is_answered_in_the_router_through_a_canary_a_rollback_and_a_promotion(
+    serving: Serving,
+) -> None:
+    """Stable taking all the traffic is answered from the router's own copy, without a hop; while a canary
+    is judged both go through their applications; a rollback loads stable again; a promotion loads the new
+    stable and drops the old one. The per-version figures the analysis reads count every path."""
+    records = applicant_records(120, seed=23)
+    serving.route({"1", "2"}, {"1": 100, "2": 0}, stable="1")
+    before = loaded_in_router(serving, 1, "version 1 loaded in the router")
+    assert before.in_router is not None and before.in_router.load_failures == 0, before.in_router
+    loads = before.in_router.loads
+    served, after = answer_all(serving, records)
+    assert served == {"1": len(records)}
+    assert in_router_answers(after, "1") - in_router_answers(before, "1") == len(records), "no hop taken"
+    assert delta(before, after, "live", "1")["requests"] == len(records)
+    # Bad input is answered as the version application would: the same scoring code and error codes.
+    refused = serving.predict_all([{"income": 1.0}] * 10)
+    assert {(r.status_code, r.json()["error"]["code"]) for r in refused} == {(422, "INVALID_INPUT")}
+    assert all(
+        {"column": "debt_ratio", "problem": "missing"} in r.json()["error"]["details"] for r in refused
+    )
+
+    # A canary step: the canary in its own application, and stable out of the router, so that both pay the
+    # hop the analysis compares them through.
+    serving.route({"1", "2"}, {"1": 50, "2": 50}, stable="1")
+    before = serving.stats()
+    served, after = answer_all(serving, records)
+    assert served["1"] > 0 and served["2"] > 0, served
+    assert after.in_router is not None and after.in_router.answered == before.in_router.answered
+    assert "2" not in after.in_router.answered, "the canary is never served in the router"
+    for version in ("1", "2"):
+        assert delta(before, after, "live", version)["requests"] == served[version]
+
+    # Rolled back: stable goes back into the router (loaded again; its application answered meanwhile).
+    serving.route({"1", "2"}, {"1": 100, "2": 0}, stable="1")
+    before = loaded_in_router(serving, loads + 1, "version 1 loaded again after the rollback")
+    served, after = answer_all(serving, records)
+    assert served == {"1": len(records)}
+    assert in_router_answers(after, "1") - in_router_answers(before, "1") == len(records)
+
+    # Promoted: 2 is loaded; until it is, its application answers, and 1's copy answers nothing more.
+    serving.route({"1", "2"}, {"1": 0, "2": 100}, stable="2")
+    early, _ = answer_all(serving, records[:20])
+    assert early == {"2": 20}
+    before = loaded_in_router(serving, loads + 2, "version 2 loaded in the router")
+    served, after = answer_all(serving, records)
+    assert served == {"2": len(records)}
+    assert in_router_answers(after, "2") - in_router_answers(before, "2") == len(records)
+    assert in_router_answers(after, "1") == in_router_answers(before, "1")
+    assert after.in_router is not None and after.in_router.load_failures == 0, after.in_router.last_error
+    print(f"in-router: {after.in_router}")
+
+
+def test_a_stable_model_the_router_cannot_load_is_answered_by_its_application(serving: Serving) -> None:
+    """The router's load fails (here: a model URI that does not exist, in the router's config only); the
+    failure shows in the figures and every request still gets the version application's answer."""
+    serving.route({"1", "2"}, {"1": 100, "2": 0}, stable="1")
+    assert serving.last_plan is not None
+    apps = plan_serve_apps(serving.md, "credit-risk", serving.last_plan, serving.config)
+    apps[0]["deployments"][0]["user_config"]["in_router"]["model_uri"] = "models:/no-such-model/1"
+    serving.client.apply_applications(apps, set(), serving.config.http_options)
+    serving.last_plan = None  # the next route() applies its plan again
+
+    def failed_to_load() -> TrafficStats | None:
+        stats = serving.stats()
+        return stats if stats.in_router is not None and stats.in_router.load_failures >= 1 else None
+
+    before = wait_until(failed_to_load, 180, "the router's load to fail", interval_s=0.5)
+    assert "no-such-model" in (before.in_router.last_error or ""), before.in_router
+    records = applicant_records(60, seed=29)
+    served, after = answer_all(serving, records)
+    assert served == {"1": len(records)}
+    assert in_router_answers(after, "1") == in_router_answers(before, "1"), "nothing answered in the router"
+    assert delta(before, after, "live", "1")["requests"] == len(records)
+    serving.route({"1", "2"}, {"1": 100}, stable=None)  # stops the retries
 
 
 # ------------------------------------------------------------------------------------------------ figures
