@@ -175,7 +175,13 @@ class MlflowRegistry:
                     self._pinned.move_to_end((name, version))
                     return held[1]
         resolved_at = self._clock()
-        found = self._resolve(name, version, alias)
+        try:
+            found = self._resolve(name, version, alias)
+        except NotFound:
+            if version is not None:  # deleted: no pass at rest answers from what was remembered of it
+                with self._pinned_guard:
+                    self._pinned.pop((name, version), None)
+            raise
         if version is not None:
             with self._pinned_guard:
                 self._pinned[(name, version)] = (resolved_at, found)

@@ -39,7 +39,8 @@ _reconciler: Reconciler | None = None
 # Operator-wide (set at startup): the daemons write status through Kopf's client, which needs them.
 _settings: kopf.OperatorSettings | None = None
 _jitter = random.Random()
-# Shared by every object's loop: bounded passes at once, a person's change ahead of routine passes.
+# Shared by every object's loop: bounded passes at once, a person's change ahead of routine passes. Made
+# afresh at each start (tests run the operator several times in one process, each on its own event loop).
 _gate = PassGate(CONFIG.max_concurrent_passes)
 # The /metrics server; started once per process, however often Kopf's startup handlers run in it (tests).
 _metrics_server: Any = None
@@ -59,8 +60,9 @@ def reconciler() -> Reconciler:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _settings
+    global _settings, _gate
     _settings = settings
+    _gate = PassGate(CONFIG.max_concurrent_passes)
     settings.persistence.finalizer = FINALIZER
     # Kopf keeps the finalizer until the object's loop has exited, and re-checks a loop still finishing its
     # pass (which cannot be interrupted) only every `cancellation_polling` s, 60 by default: a deletion that

@@ -167,7 +167,11 @@ class Reconciler:
         if (refusal := ray_address_refusal(address, self.config)) is not None:
             raise AddressNotAllowed(refusal)
         if address not in self._serve_clients:
-            self._serve_clients[address] = RayServeClient(address, self.ray_token, guard=self.ray_guard)
+            # Fresh reads unless a pass says otherwise (observe, for objects at rest): the client's own
+            # default would follow STEWARD_RAY_LIST_MAX_AGE_S, which here means objects at rest only.
+            self._serve_clients[address] = RayServeClient(
+                address, self.ray_token, guard=self.ray_guard, list_max_age_s=0.0
+            )
         return self._serve_clients[address]
 
     def observe(self, md: ModelDeployment) -> Observations:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from builders import CONFIG, md
 
-from steward.adapters.mlflow_registry import MlflowRegistry
+from steward.adapters.mlflow_registry import MlflowRegistry, VersionNotFound
 from steward.adapters.ray_serve import ListSnapshots, RayServeClient
 from steward.api.model_deployment import ModelDeployment
 from steward.operator.config import OperatorConfig, config_from_env
@@ -231,3 +231,162 @@ async def test_the_gate_bounds_passes_at_once_and_skips_a_waiter_that_gave_up() 
     release.set()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert most == 3 and gate.free == 3 and gate.waiting == 0
+
+
+async def test_the_object_loop_sends_a_changed_objects_pass_through_the_gate_first() -> None:
+    """run_pass itself asks the gate, urgent when the inputs changed since its last pass."""
+    from steward.operator.object_loop import ObjectState, PassResult, run_pass
+    from steward.operator.pacing import Pace
+
+    config = OperatorConfig(resync_interval_s=15.0)
+    gate, order = PassGate(1), []
+    release = asyncio.Event()
+
+    class Api:
+        async def read(self) -> dict[str, Any]:
+            raise AssertionError("caught-up bodies are used as they are")
+
+        async def write_status(self, status: Any) -> Any:
+            return status
+
+    def work_for(name: str) -> Any:
+        async def work(snapshot: dict[str, Any], changed: bool) -> PassResult:
+            order.append(name)
+            return PassResult(dict(snapshot.get("status") or {}), False, None)
+
+        return work
+
+    async def hold() -> None:
+        async with gate.slot(urgent=False):
+            await release.wait()
+
+    resting, changed_body = body(status=READY), body(status=READY, version="2")
+    states = {"routine": ObjectState(), "changed": ObjectState()}
+    for state in states.values():  # both passed last on the resting inputs
+        state.pacer.passed(inputs_digest(resting), Pace(15.0, 0), now=0.0)
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0)
+    routine = asyncio.create_task(
+        run_pass(states["routine"], resting, Api(), work_for("routine"), config, 20.0, 0.5, gate)
+    )
+    await asyncio.sleep(0)
+    changed = asyncio.create_task(
+        run_pass(states["changed"], changed_body, Api(), work_for("changed"), config, 20.0, 0.5, gate)
+    )
+    await asyncio.sleep(0)
+    assert gate.waiting == 2 and order == []
+    release.set()
+    await asyncio.gather(holder, routine, changed)
+    assert order == ["changed", "routine"]
+
+
+def test_a_pending_retraining_command_or_a_running_retraining_is_not_at_rest() -> None:
+    commanded = deployment(1, READY)
+    annotations = {"steward.io/retraining-command": '{"id":"r1","command":"run"}'}
+    commanded = commanded.model_copy(
+        update={"metadata": commanded.metadata.model_copy(update={"annotations": annotations})}
+    )
+    assert not may_share_observations(commanded)
+    run = {
+        "submissionId": "steward-retrain-1",
+        "trigger": {"kind": "manual", "cause": "c1", "reason": "asked"},
+        "requestedAt": "2026-11-24T12:00:00Z",
+        "resultUri": "s3://results/1.json",
+    }
+    retraining = deployment(1, {**READY, "retraining": {"current": run}})
+    assert retraining.status.retraining is not None and retraining.status.retraining.current is not None
+    assert not may_share_observations(retraining)
+
+
+def test_deletion_and_other_callers_read_the_list_afresh_whatever_the_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """STEWARD_RAY_LIST_MAX_AGE_S is the operator's age for objects at rest, never its clients' default:
+    a deletion deciding which applications are ours from a stale list could leave one behind."""
+    monkeypatch.setenv("STEWARD_RAY_LIST_MAX_AGE_S", "60")
+    config = replace(CONFIG, allowed_ray_addresses=frozenset({CONFIG.ray_address}))
+    reconciler = Reconciler(config, ray_token="t")
+    client = reconciler.serve_client(CONFIG.ray_address)
+    assert client.list_max_age_s == 0.0
+    reconciler.close()
+
+
+# ------------------------------------------------------------------------------------- pinned versions
+class Versions:
+    """MLflow: versions 1..9 of every model READY, alias champion -> 3; deleted ones answer 404."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.deleted: set[str] = set()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/api/2.0/mlflow")
+        params = request.url.params
+        self.calls.append(f"{path}?{params}")
+        if path == "/registered-models/get":
+            return httpx.Response(200, json={"registered_model": {"name": params["name"]}})
+        if path == "/model-versions/search":
+            return httpx.Response(200, json={"model_versions": []})
+        version = "3" if path == "/registered-models/alias" else params["version"]
+        if version in self.deleted:
+            return httpx.Response(404, json={"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "gone"})
+        return httpx.Response(
+            200, json={"model_version": {"version": version, "source": f"s3://m/{version}"}}
+        )
+
+
+def pinned_registry(answers: Versions, clock: Clock) -> MlflowRegistry:
+    return MlflowRegistry("http://mlflow:5000", transport=httpx.MockTransport(answers), clock=clock)
+
+
+def test_a_pinned_version_is_answered_from_memory_only_within_its_max_age() -> None:
+    answers, clock = Versions(), Clock()
+    registry = pinned_registry(answers, clock)
+    assert registry.resolve("m", "1", max_age_s=300).version == "1"
+    clock.now += 299.0
+    assert registry.resolve("m", "1", max_age_s=300).version == "1"
+    assert len(answers.calls) == 1
+    assert registry.resolve("m", "1", max_age_s=0).version == "1"  # in motion: always asked
+    assert len(answers.calls) == 2
+    clock.now += 300.0
+    registry.resolve("m", "1", max_age_s=300)  # older than the max age: asked again
+    assert len(answers.calls) == 3
+
+
+def test_an_alias_is_never_answered_from_memory() -> None:
+    answers, clock = Versions(), Clock()
+    registry = pinned_registry(answers, clock)
+    for _ in range(3):
+        assert registry.resolve("m", alias="champion", max_age_s=300).version == "3"
+    assert len(answers.calls) == 3
+    assert registry.resolve("m", "3", max_age_s=300).version == "3"  # an alias's answer pins nothing
+    assert len(answers.calls) == 4
+
+
+def test_the_pinned_memory_is_bounded_and_forgets_the_least_recently_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import steward.adapters.mlflow_registry as mlflow_registry
+
+    monkeypatch.setattr(mlflow_registry, "PINNED_CACHE_SIZE", 2)
+    answers, clock = Versions(), Clock()
+    registry = pinned_registry(answers, clock)
+    for version in ("1", "2", "3"):
+        registry.resolve("m", version, max_age_s=300)
+    assert len(registry._pinned) == 2
+    registry.resolve("m", "3", max_age_s=300)
+    registry.resolve("m", "2", max_age_s=300)
+    assert len(answers.calls) == 3  # the two newest remembered
+    registry.resolve("m", "1", max_age_s=300)
+    assert len(answers.calls) == 4  # the oldest was forgotten
+
+
+def test_a_version_found_deleted_is_forgotten_at_once() -> None:
+    answers, clock = Versions(), Clock()
+    registry = pinned_registry(answers, clock)
+    registry.resolve("m", "1", max_age_s=300)
+    answers.deleted.add("1")
+    with pytest.raises(VersionNotFound):
+        registry.resolve("m", "1", max_age_s=0)  # an object in motion sees the deletion...
+    with pytest.raises(VersionNotFound):
+        registry.resolve("m", "1", max_age_s=300)  # ...and no object at rest is answered from memory
