@@ -390,3 +390,18 @@ def test_a_version_found_deleted_is_forgotten_at_once() -> None:
         registry.resolve("m", "1", max_age_s=0)  # an object in motion sees the deletion...
     with pytest.raises(VersionNotFound):
         registry.resolve("m", "1", max_age_s=300)  # ...and no object at rest is answered from memory
+
+
+def test_kopfs_line_for_every_wake_is_dropped_and_nothing_else() -> None:
+    import logging
+
+    from steward.operator import handlers
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None)
+
+    kopf_objects = logging.getLogger("kopf.objects")
+    assert not kopf_objects.filter(record("Handler 'wake' succeeded."))
+    assert kopf_objects.filter(record("Handler 'cleanup' succeeded."))
+    assert kopf_objects.filter(record("Handler 'wake' failed with an exception. Will retry."))
+    assert handlers._not_a_wake in kopf_objects.filters
