@@ -1,15 +1,16 @@
 """500 ModelDeployments on one operator process: CPU, memory, API traffic, start-up and reaction time.
 
 Run:  uv run --frozen python -m benchmarks.operator_scale             # 500 objects, two arms, some minutes
-      uv run --frozen python -m benchmarks.operator_scale --arm 5     # arms: STEWARD_RAY_LIST_MAX_AGE_S
+      uv run --frozen python -m benchmarks.operator_scale --arm default   # arms: STEWARD_RAY_LIST_MAX_AGE_S
       uv run --frozen python -m benchmarks.run --operator-scale --only-scale
 
 The operator runs as in its container (Kopf, `steward.operator.handlers`) in a process of its own, against
 kmock's Kubernetes emulator, a fake Ray dashboard and a fake MLflow registry, both small aiohttp apps on
 127.0.0.1 in this process that answer what `steward/adapters/ray_serve.py` and `mlflow_registry.py` call and
 count their calls. Measured: the first start (every object created, none with a status, until all are Ready);
-then, for each arm (by default a Ray list read on every pass, STEWARD_RAY_LIST_MAX_AGE_S=0, the default,
-against a list shared for 15 s), a restart (resuming the objects, until each has been passed
+then, for each arm (by default a Ray list read on every pass, STEWARD_RAY_LIST_MAX_AGE_S=0, against the
+default: objects at rest share one read per cluster per resync interval and a pinned version's MLflow answer
+for 300 s, objects in motion read afresh), a restart (resuming the objects, until each has been passed
 once: its model resolved in MLflow), then at steady state over `--steady-s`: the operator's CPU (cores)
 and RSS, and calls per second to Kubernetes, Ray and MLflow; then spec changes, one object at a time, and
 the time until each reached Ray (p50, p99).
@@ -371,7 +372,7 @@ def run(
     objects: int = 500, steady_s: float = 60, changes: int = 10, arms: list[float | None] | None = None
 ) -> dict[str, Any]:
     load = os.getloadavg()[0]
-    result = asyncio.run(measure(objects, steady_s, changes, [0.0, 15.0] if arms is None else arms))
+    result = asyncio.run(measure(objects, steady_s, changes, [0.0, None] if arms is None else arms))
     result["load_avg_1m"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     return result
 
@@ -385,10 +386,10 @@ def main() -> None:
     parser.add_argument("--changes", type=int, default=10)
     parser.add_argument(
         "--arm",
-        type=float,
+        type=lambda v: None if v == "default" else float(v),
         action="append",
         default=None,
-        help="STEWARD_RAY_LIST_MAX_AGE_S of an arm (repeatable); default: 0 (a read per pass), then 15",
+        help="STEWARD_RAY_LIST_MAX_AGE_S of an arm, or 'default' (unset; repeatable); default: 0, then unset",
     )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()

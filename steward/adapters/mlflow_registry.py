@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +20,8 @@ import httpx
 from steward.adapters.errors import NotFound, NotReady, Rejected, Unauthorized, Unreachable
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# Pinned versions remembered for passes that may reuse a recent answer (bounded: least recently used go).
+PINNED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,13 @@ class MlflowRegistry:
         tracking_uri: str,
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tracking_uri = tracking_uri.rstrip("/")
+        self._clock = clock
+        # (name, version) -> (when resolved, what): only READY versions, the ones a version number pins.
+        self._pinned: OrderedDict[tuple[str, str], tuple[float, ModelVersion]] = OrderedDict()
+        self._pinned_guard = threading.Lock()  # passes resolve from several threads
         headers: dict[str, str] = {}
         auth: tuple[str, str] | None = None
         if token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
@@ -150,8 +161,36 @@ class MlflowRegistry:
     def _model_exists(self, name: str) -> bool:
         return self._get("/registered-models/get", {"name": name}) is not None
 
-    def resolve(self, name: str, version: str | None = None, alias: str | None = None) -> ModelVersion:
-        """The version that `version` or `alias` names, checked to exist and be ready to load."""
+    def resolve(
+        self, name: str, version: str | None = None, alias: str | None = None, max_age_s: float = 0.0
+    ) -> ModelVersion:
+        """The version that `version` or `alias` names, checked to exist and be ready to load. A pinned
+        version resolved READY within `max_age_s` is answered from memory: a version's source and run never
+        change, so the only news a repeated call can bring is its deletion, seen `max_age_s` later. An alias
+        moves, and is always asked."""
+        if version is not None and max_age_s > 0:
+            with self._pinned_guard:
+                held = self._pinned.get((name, version))
+                if held is not None and self._clock() - held[0] < max_age_s:
+                    self._pinned.move_to_end((name, version))
+                    return held[1]
+        resolved_at = self._clock()
+        try:
+            found = self._resolve(name, version, alias)
+        except NotFound:
+            if version is not None:  # deleted: no pass at rest answers from what was remembered of it
+                with self._pinned_guard:
+                    self._pinned.pop((name, version), None)
+            raise
+        if version is not None:
+            with self._pinned_guard:
+                self._pinned[(name, version)] = (resolved_at, found)
+                self._pinned.move_to_end((name, version))
+                while len(self._pinned) > PINNED_CACHE_SIZE:
+                    self._pinned.popitem(last=False)
+        return found
+
+    def _resolve(self, name: str, version: str | None, alias: str | None) -> ModelVersion:
         if version is not None:
             body = self._get("/model-versions/get", {"name": name, "version": version})
             wanted = f"version {version}"

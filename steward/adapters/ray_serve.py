@@ -30,9 +30,10 @@ TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 # Each object's pass observes the whole list; with hundreds of objects per cluster, one read per pass made the
 # traffic grow with the square of their number (the resync interval, 15 s, measured well at 500 objects).
 LIST_MAX_AGE_ENV = "STEWARD_RAY_LIST_MAX_AGE_S"
-# Off by default: a shared list is up to its age stale, and a pass deciding from it during a dashboard outage
-# moves a rollout on (its writes still fail and read afresh) where a fresh read would have held it. Large
-# installs (hundreds of objects per cluster) opt in and accept that trade-off.
+# Off by default for this client's callers (the CLI, benchmarks waiting for a change): a shared list is up to
+# its age stale. The operator passes its own max age per pass, and only for objects at rest
+# (steward.operator.freshness): a pass deciding from a stale list during a dashboard outage would move a
+# rollout on where a fresh read holds it.
 DEFAULT_LIST_MAX_AGE_S = 0.0
 # A list showing any application in one of these is not shared: whoever waits for it to settle (a deploy,
 # a rollout step, a deletion) reads afresh on every pass, as without sharing.
@@ -118,7 +119,14 @@ class ListSnapshots:
         self, address: str, max_age_s: float, read: Callable[[], dict[str, Any]], clock: Callable[[], float]
     ) -> dict[str, Any]:
         if max_age_s <= 0:
-            return read()
+            # A caller that must see the cluster as it is now reads afresh, and leaves what it read for
+            # the passes that may share it: a cluster with objects in motion is then read no more often.
+            with self._guard:
+                writes = self._writes.get(address, 0)
+            read_at = clock()
+            instance = read()
+            self._keep(address, writes, _Snapshot(read_at, instance))
+            return instance
         with self._guard:
             fetching = self._fetching.setdefault(address, threading.Lock())
         with fetching:
@@ -129,10 +137,16 @@ class ListSnapshots:
                 return held.instance
             read_at = clock()
             instance = read()
-            with self._guard:
-                if _settled(instance) and self._writes.get(address, 0) == writes:
-                    self._snapshots[address] = _Snapshot(read_at, instance)
+            self._keep(address, writes, _Snapshot(read_at, instance))
             return instance
+
+    def _keep(self, address: str, writes: int, snapshot: _Snapshot) -> None:
+        """Shared only if every application is settled and no write of ours overtook the read."""
+        with self._guard:
+            held = self._snapshots.get(address)
+            newer = held is not None and held.read_at > snapshot.read_at
+            if _settled(snapshot.instance) and self._writes.get(address, 0) == writes and not newer:
+                self._snapshots[address] = snapshot
 
     def parsed(self, address: str, instance: dict[str, Any]) -> dict[str, ServeApplication]:
         """`instance`'s applications, parsed once while it is the shared snapshot."""
@@ -239,17 +253,19 @@ class RayServeClient:
     def instance(self) -> dict[str, Any]:
         return self._request("GET")
 
-    def shared_instance(self) -> dict[str, Any]:
+    def shared_instance(self, max_age_s: float | None = None) -> dict[str, Any]:
         """The application list for observing (not for a write's merge): shared by every pass for up to
-        `list_max_age_s` while every application is settled, read afresh otherwise."""
-        return self._snapshots.get(self.address, self.list_max_age_s, self.instance, self._clock)
+        `max_age_s` (default: the client's `list_max_age_s`) while every application is settled, read
+        afresh otherwise."""
+        age = self.list_max_age_s if max_age_s is None else max_age_s
+        return self._snapshots.get(self.address, age, self.instance, self._clock)
 
     def get_application(self, name: str) -> ServeApplication | None:
         raw = (self.shared_instance().get("applications") or {}).get(name)
         return None if raw is None else parse_application(name, raw)
 
-    def applications(self) -> dict[str, ServeApplication]:
-        return self._snapshots.parsed(self.address, self.shared_instance())
+    def applications(self, max_age_s: float | None = None) -> dict[str, ServeApplication]:
+        return self._snapshots.parsed(self.address, self.shared_instance(max_age_s))
 
     def apply_application(self, app_config: dict[str, Any], http_options: dict[str, Any]) -> None:
         self.apply_applications([app_config], set(), http_options)

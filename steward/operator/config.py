@@ -43,6 +43,14 @@ class OperatorConfig:
     # CPUs a monitor job's entrypoint asks of the Ray cluster (Evidently and fairlearn run in it).
     monitor_job_cpus: float = 1.0
     resync_interval_s: float = 15.0
+    # An object at rest (steward.operator.freshness) may decide from a Ray application list another pass read
+    # this recently (None: the resync interval, so one read per cluster per resync, not one per object; 0:
+    # every pass reads), and from a pinned version's MLflow answer this recent (a deleted version is seen
+    # that much later).
+    ray_list_max_age_s: float | None = None
+    registry_pin_max_age_s: float = 300.0
+    # Passes running at once (their blocking work is on threads); a changed object's pass goes first.
+    max_concurrent_passes: int = 4
     retry_max_delay_s: float = 60.0
     deletion_timeout_s: float = 120.0
     # While a rollout runs it is looked at this often (steps, analysis windows, manual commands).
@@ -68,6 +76,10 @@ class OperatorConfig:
         """Does this operator's admission webhook vouch for steward.io/authenticated-user? Without it the
         annotation is whatever a client wrote, and records say the actor is declared."""
         return self.webhook_port is not None
+
+    @property
+    def shared_list_max_age_s(self) -> float:
+        return self.resync_interval_s if self.ray_list_max_age_s is None else self.ray_list_max_age_s
 
     @property
     def http_options(self) -> dict[str, object]:
@@ -129,6 +141,15 @@ def config_from_env(environ: dict[str, str] | None = None) -> OperatorConfig:
         monitoring_uri=env.get("STEWARD_MONITORING_URI") or None,
         monitor_job_cpus=float(env.get("STEWARD_MONITOR_JOB_CPUS", defaults.monitor_job_cpus)),
         resync_interval_s=float(env.get("STEWARD_RESYNC_INTERVAL_S", defaults.resync_interval_s)),
+        ray_list_max_age_s=(
+            float(env["STEWARD_RAY_LIST_MAX_AGE_S"]) if env.get("STEWARD_RAY_LIST_MAX_AGE_S") else None
+        ),
+        registry_pin_max_age_s=float(
+            env.get("STEWARD_REGISTRY_PIN_MAX_AGE_S") or defaults.registry_pin_max_age_s
+        ),
+        max_concurrent_passes=max(
+            1, int(env.get("STEWARD_MAX_CONCURRENT_PASSES") or defaults.max_concurrent_passes)
+        ),
         retry_max_delay_s=float(env.get("STEWARD_RETRY_MAX_DELAY_S", defaults.retry_max_delay_s)),
         deletion_timeout_s=float(env.get("STEWARD_DELETION_TIMEOUT_S", defaults.deletion_timeout_s)),
         rollout_tick_s=float(env.get("STEWARD_ROLLOUT_TICK_S", defaults.rollout_tick_s)),

@@ -29,6 +29,7 @@ from steward.operator.core import DeletionDecision, retry_delay_s
 from steward.operator.kopf_api import KopfObjectApi
 from steward.operator.metrics import METRICS
 from steward.operator.object_loop import PassResult, object_state, run
+from steward.operator.pass_gate import PassGate
 from steward.operator.reconciler import EventSink, Reconciler
 from steward.operator.resource import invalid_spec_status, parse_resource, status_patch
 
@@ -38,6 +39,9 @@ _reconciler: Reconciler | None = None
 # Operator-wide (set at startup): the daemons write status through Kopf's client, which needs them.
 _settings: kopf.OperatorSettings | None = None
 _jitter = random.Random()
+# Shared by every object's loop: bounded passes at once, a person's change ahead of routine passes. Made
+# afresh at each start (tests run the operator several times in one process, each on its own event loop).
+_gate = PassGate(CONFIG.max_concurrent_passes)
 # The /metrics server; started once per process, however often Kopf's startup handlers run in it (tests).
 _metrics_server: Any = None
 
@@ -56,8 +60,9 @@ def reconciler() -> Reconciler:
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _settings
+    global _settings, _gate
     _settings = settings
+    _gate = PassGate(CONFIG.max_concurrent_passes)
     settings.persistence.finalizer = FINALIZER
     # Kopf keeps the finalizer until the object's loop has exited, and re-checks a loop still finishing its
     # pass (which cannot be interrupted) only every `cancellation_polling` s, 60 by default: a deletion that
@@ -137,7 +142,7 @@ async def _work(body: dict[str, Any], changed: bool) -> PassResult:
     return await asyncio.to_thread(_pass, body, changed)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+@kopf.on.event(GROUP, VERSION, PLURAL, id="wake")
 async def wake(memo: kopf.Memo, **_: Any) -> None:
     """Every change (spec, a rollout command, our own status write) only wakes the object's loop, which
     decides whether anything is due; nothing here reconciles."""
@@ -157,7 +162,7 @@ async def reconcile_loop(
     if _settings is None:
         raise kopf.PermanentError("the operator's settings are not known: the startup handler did not run")
     api = KopfObjectApi(_settings, resource, body.metadata.namespace, body.metadata.name, logger)
-    await run(object_state(memo), body, api, _work, CONFIG, stopped, time.monotonic, _jitter.random)
+    await run(object_state(memo), body, api, _work, CONFIG, stopped, time.monotonic, _jitter.random, _gate)
 
 
 def _finalize(body: dict[str, Any]) -> DeletionDecision:
@@ -180,4 +185,12 @@ async def cleanup(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> Non
         )
 
 
+def _not_a_wake(record: logging.LogRecord) -> bool:
+    """Kopf logs every handler's success at INFO, and posts what it logs at INFO as a Kubernetes Event: for
+    `wake`, one line and one Event per watch event of every object (each of our own status writes too),
+    none of which says anything. Dropped at the logger, so neither the log nor the Events see it."""
+    return record.getMessage() != "Handler 'wake' succeeded."
+
+
 logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("kopf.objects").addFilter(_not_a_wake)

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from steward.operator.config import OperatorConfig
-from steward.operator.pacing import UNKNOWN, Pacer, digest, inputs_digest, next_pass, without_nulls
+from steward.operator.pacing import (
+    UNKNOWN,
+    Pacer,
+    digest,
+    inputs_digest,
+    is_urgent,
+    next_pass,
+    without_nulls,
+)
+from steward.operator.pass_gate import PassGate
 
 log = logging.getLogger(__name__)
 MEMO_KEY = "steward_reconcile"
@@ -85,12 +94,13 @@ async def run_pass(
     config: OperatorConfig,
     now: float,
     draw: float,
+    gate: PassGate | None = None,
 ) -> None:
     """One observe-decide-act pass from the freshest body, then its status write and the next pass's time."""
     pacer = state.pacer
     async with state.busy:
         inputs = inputs_digest(live)
-        result = await _decide_and_write(pacer, live, api, work)
+        result = await _decide_and_write(pacer, live, api, work, gate)
         if result is not None:
             inputs = result[0]
         pace = next_pass(
@@ -104,7 +114,7 @@ async def run_pass(
 
 
 async def _decide_and_write(
-    pacer: Pacer, live: Mapping[str, Any], api: ObjectApi, work: Work
+    pacer: Pacer, live: Mapping[str, Any], api: ObjectApi, work: Work, gate: PassGate | None
 ) -> tuple[str, PassResult] | None:
     """None: the object is gone (Kopf stops this loop soon)."""
     body = await api.read() if pacer.is_behind(live) else live
@@ -112,7 +122,11 @@ async def _decide_and_write(
         return None
     snapshot = copy.deepcopy(dict(body))
     inputs = inputs_digest(snapshot)
-    result = await work(snapshot, inputs != pacer.acted_on)
+    if gate is None:
+        result = await work(snapshot, inputs != pacer.acted_on)
+    else:
+        async with gate.slot(is_urgent(snapshot, pacer.acted_on)):
+            result = await work(snapshot, inputs != pacer.acted_on)
     current = without_nulls(snapshot.get("status") or {})
     if digest(without_nulls(merged(current, result.status))) == digest(current):
         pacer.written = digest(current)  # an unchanged status is not re-patched
@@ -143,8 +157,10 @@ async def run(
     stopped: StopSignal,
     clock: Callable[[], float],
     draw: Callable[[], float],
+    gate: PassGate | None = None,
 ) -> None:
-    """Until stopped (the object is deleted, the operator exits): wait until due or woken, then pass."""
+    """Until stopped (the object is deleted, the operator exits): wait until due or woken, then pass. With
+    a gate, the pass's work waits for a slot (an urgent pass before routine ones)."""
     while not stopped:
         state.wake.clear()  # before reading the body: a change from now on wakes the wait below
         if (live.get("metadata") or {}).get("deletionTimestamp"):
@@ -155,7 +171,7 @@ async def run(
             await _sleep(state.wake, stopped, delay)
             continue
         try:
-            await run_pass(state, live, api, work, config, clock(), draw())
+            await run_pass(state, live, api, work, config, clock(), draw(), gate)
         except Exception:
             # The loop must outlive any one failure: a daemon that exits is never restarted by Kopf.
             log.exception("reconcile pass failed; backing off")

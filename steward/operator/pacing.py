@@ -18,6 +18,7 @@ from steward.operator.core import retry_delay_s
 
 # The status this process wrote is not known (the write failed or its answer was lost): read afresh.
 UNKNOWN = "unknown"
+RESYNC_SPREAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,14 @@ def next_pass(
 ) -> Pace:
     """A pass that must be retried (a temporary problem, an invalid spec) backs off exponentially with full
     jitter (`draw` in [0, 1]): many objects failing on one outage do not all come back at once. Otherwise
-    the decision's own pace (a rollout's tick) or the resync interval."""
+    the decision's own pace (a rollout's tick) or the resync interval, jittered by the same draw."""
     if retry:
         return Pace(retry_delay_s(attempts, config.retry_max_delay_s, draw=draw), attempts + 1)
-    return Pace(config.resync_interval_s if requeue_after_s is None else requeue_after_s, 0)
+    if requeue_after_s is not None:
+        return Pace(requeue_after_s, 0)
+    # Spread over +-10% of the interval: objects that passed together (every one at the operator's start)
+    # drift apart, so a resync is a steady trickle of passes, not a burst that a spec change queues behind.
+    return Pace(config.resync_interval_s * (1 - RESYNC_SPREAD + 2 * RESYNC_SPREAD * draw), 0)
 
 
 def digest(value: Any) -> str:
@@ -50,6 +55,18 @@ def without_nulls(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nulls(v) for v in value]
     return value
+
+
+def is_urgent(body: Mapping[str, Any], acted_on: str | None) -> bool:
+    """Does this pass answer a person (a spec change, a command, a new object) rather than the clock? Such a
+    pass goes ahead of routine ones. An object found at the operator's start whose status shows its spec
+    handled is a routine pass: a restart is no one waiting."""
+    if inputs_digest(body) == acted_on:
+        return False
+    if acted_on is not None:
+        return True
+    status = body.get("status") or {}
+    return not status or status.get("observedGeneration") != (body.get("metadata") or {}).get("generation")
 
 
 def inputs_digest(body: Mapping[str, Any]) -> str:

@@ -15,16 +15,13 @@ from pathlib import Path
 from steward.adapters.errors import AdapterError, AddressNotAllowed, Unauthorized, Unreachable
 from steward.adapters.lease import cluster_guard
 from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
-from steward.adapters.ray_serve import RayServeClient, ServeApplication, token_from_env
+from steward.adapters.ray_serve import RayServeClient, token_from_env
 from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
 from steward.api.model_deployment import MAX_BUFFERED_AUDIT_RECORDS, AuditTrailStatus, ModelDeployment
 from steward.api.monitoring_status import CaptureStatus
 from steward.api.serve_app import (
-    RECORDER_DEPLOYMENT,
-    ROUTER_DEPLOYMENT,
     TrafficStats,
-    app_version,
     router_access,
     router_secret_from_ray_token,
     version_app_name,
@@ -49,17 +46,12 @@ from steward.operator.actions import (
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
 from steward.operator.deletion import registry_cleanup_actions
+from steward.operator.freshness import may_share_observations
 from steward.operator.monitoring_io import MonitorJobs
-from steward.operator.observations import (
-    AuditBacklog,
-    Observations,
-    Problem,
-    ResolvedModel,
-    ServeApps,
-    ServeState,
-)
+from steward.operator.observations import AuditBacklog, Observations, Problem, ResolvedModel, ServeApps
 from steward.operator.retraining_io import TrainingJobs
 from steward.operator.serve_config import app_name, ray_address, ray_address_refusal, route_prefix
+from steward.operator.serve_observation import serve_apps
 
 log = logging.getLogger(__name__)
 
@@ -107,29 +99,6 @@ def serve_problem(exc: AdapterError) -> Problem:
     if exc.temporary:
         return Problem(Reason.RAY_CONFLICT, exc.message, temporary=True)
     return Problem(Reason.RAY_REJECTED, exc.message, temporary=False)
-
-
-def serve_state(app: ServeApplication) -> ServeState:
-    """Ready replicas: of the model for a version application, of the router for the router's."""
-    counted = [name for name in app.replicas if name != RECORDER_DEPLOYMENT]
-    models = [name for name in counted if name != ROUTER_DEPLOYMENT]
-    ready = sum(app.replicas[name].running for name in (models or counted))
-    return ServeState(
-        status=app.status,
-        message=app.message,
-        deployed_config=app.deployed_config,
-        ready_replicas=ready,
-        deployment_messages=app.deployment_messages,
-    )
-
-
-def serve_apps(applications: dict[str, ServeApplication], router_app: str) -> ServeApps:
-    router = applications.get(router_app)
-    versions = {name: app_version(router_app, name) for name in applications}
-    return ServeApps(
-        router=None if router is None else serve_state(router),
-        versions={v: serve_state(applications[name]) for name, v in versions.items() if v is not None},
-    )
 
 
 def with_router_secret(config: OperatorConfig, ray_token: str | None) -> OperatorConfig:
@@ -198,20 +167,28 @@ class Reconciler:
         if (refusal := ray_address_refusal(address, self.config)) is not None:
             raise AddressNotAllowed(refusal)
         if address not in self._serve_clients:
-            self._serve_clients[address] = RayServeClient(address, self.ray_token, guard=self.ray_guard)
+            # Fresh reads unless a pass says otherwise (observe, for objects at rest): the client's own
+            # default would follow STEWARD_RAY_LIST_MAX_AGE_S, which here means objects at rest only.
+            self._serve_clients[address] = RayServeClient(
+                address, self.ray_token, guard=self.ray_guard, list_max_age_s=0.0
+            )
         return self._serve_clients[address]
 
     def observe(self, md: ModelDeployment) -> Observations:
         model: ResolvedModel | Problem
+        share = may_share_observations(md)  # at rest: a recent answer will do (see freshness)
         try:
-            found = self.registry.resolve(md.spec.model.name, md.spec.model.version, md.spec.model.alias)
+            pin_age_s = self.config.registry_pin_max_age_s if share else 0.0
+            spec = md.spec.model
+            found = self.registry.resolve(spec.name, spec.version, spec.alias, max_age_s=pin_age_s)
             model = ResolvedModel(found.name, found.version, found.model_uri, found.source, found.run_id)
         except AdapterError as exc:
             model = registry_problem(exc)
         address = ray_address(md, self.config)
         serve: ServeApps | Problem
         try:
-            serve = serve_apps(self.serve_client(address).applications(), app_name(md))
+            list_age_s = self.config.shared_list_max_age_s if share else 0.0
+            serve = serve_apps(self.serve_client(address).applications(list_age_s), app_name(md))
         except AdapterError as exc:
             serve = serve_problem(exc)
         traffic: TrafficStats | Problem | None = None

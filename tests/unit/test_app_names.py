@@ -11,8 +11,9 @@ from steward.adapters.ray_serve import ServeApplication
 from steward.api.model_deployment import ModelDeployment
 from steward.api.serve_app import app_version, version_app_name
 from steward.operator.actions import DeleteServeApplication
-from steward.operator.reconciler import Reconciler, serve_apps
+from steward.operator.reconciler import Reconciler
 from steward.operator.serve_config import app_name
+from steward.operator.serve_observation import serve_apps
 
 
 def resource(namespace: str, name: str) -> ModelDeployment:

@@ -83,7 +83,7 @@ def test_retry_backoff_grows_caps_and_is_jittered():
 @pytest.mark.parametrize(
     ("retry", "requeue", "attempts", "draw", "expected"),
     [
-        (False, None, 0, 0.7, Pace(15.0, 0)),  # nothing to do: the resync interval
+        (False, None, 0, 0.5, Pace(15.0, 0)),  # nothing to do: the resync interval (mid-spread)
         (False, 2.0, 0, 0.7, Pace(2.0, 0)),  # a rollout's tick
         (False, 2.0, 5, 0.7, Pace(2.0, 0)),  # a success resets the backoff
         (True, None, 0, 1.0, Pace(1.0, 1)),
