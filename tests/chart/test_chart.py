@@ -51,7 +51,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "mlflow": {"trackingUri": "https://mlflow.example:443"},
         "serve": {"endpointBase": "https://models.example"},
-        "operator": {"resyncIntervalSeconds": 7.5, "deletionTimeoutSeconds": 300},
+        "operator": {
+            "resyncIntervalSeconds": 7.5,
+            "deletionTimeoutSeconds": 300,
+            "maxConcurrentPasses": 8,
+            "rayListMaxAgeSeconds": 30,
+            "registryPinMaxAgeSeconds": 60,
+        },
         "peering": {"name": "steward"},
         "extraEnv": [
             {"name": "MLFLOW_TRACKING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "mlflow", "key": "t"}}}
@@ -280,6 +286,11 @@ def test_deployment_env_configures_the_operator(rendered):
     assert ("STEWARD_ENDPOINT_BASE" in env) == bool(values.get("serve", {}).get("endpointBase"))
     assert config.resync_interval_s == values.get("operator", {}).get("resyncIntervalSeconds", 15)
     assert config.deletion_timeout_s == values.get("operator", {}).get("deletionTimeoutSeconds", 120)
+    operator = values.get("operator", {})
+    assert config.max_concurrent_passes == operator.get("maxConcurrentPasses", 4)
+    assert config.registry_pin_max_age_s == operator.get("registryPinMaxAgeSeconds", 300)
+    assert config.ray_list_max_age_s == operator.get("rayListMaxAgeSeconds")
+    assert config.shared_list_max_age_s == operator.get("rayListMaxAgeSeconds", config.resync_interval_s)
     for extra in values.get("extraEnv", []):
         assert env[extra["name"]] == extra
     audit = values.get("audit", {})
