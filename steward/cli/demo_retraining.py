@@ -19,11 +19,12 @@ from steward.api.manifests import load_manifests
 from steward.api.retraining import (
     CandidateOutcome,
     RetrainingRunRecord,
+    RetrainingSpec,
     RetrainingState,
     RetrainingStatus,
     RunOutcome,
 )
-from steward.api.rollout import Outcome
+from steward.api.rollout import Outcome, duration_s
 from steward.audit.records import AuditAction, AuditRecord
 from steward.cli.common import stamped
 from steward.cli.demo_monitoring import Scene
@@ -39,6 +40,9 @@ FEED_EVERY_S = 8.0
 # The run waits for a person (approval: manual); the chapter approves once this many of the downturn's
 # outcomes are in, so the job's data window (the last minute) holds the downturn, not the months before it.
 APPROVE_AFTER_OUTCOMES = 400
+# Seconds past the data window after the downturn began before approving: requests answered just before the
+# downturn (and labelled by the quality chapter) stay out of the window.
+DATA_WINDOW_MARGIN_S = 5.0
 
 
 def downturn(n: int, seed: int) -> list[Applicant]:
@@ -60,6 +64,13 @@ def downturn(n: int, seed: int) -> list[Applicant]:
         Applicant(f"customer-{i}", record, int(label))
         for i, (record, label) in enumerate(zip(records, defaulted, strict=True))
     ]
+
+
+def retraining_spec() -> RetrainingSpec:
+    (md,) = load_manifests(RETRAINING)
+    if md.spec.retraining is None:
+        raise SystemExit(f"{RETRAINING} has no spec.retraining")
+    return md.spec.retraining
 
 
 def _apply(scene: Scene, timeout_s: float = 180) -> None:
@@ -101,10 +112,13 @@ def _feed(scene: Scene, shown: bool) -> int:
     return len(outcomes)
 
 
-def _wait_run(scene: Scene, runs_before: int, timeout_s: float) -> tuple[RetrainingRunRecord, float, int]:
+def _wait_run(
+    scene: Scene, runs_before: int, timeout_s: float, approve_from: float
+) -> tuple[RetrainingRunRecord, float, int]:
     """Feed outcomes while the drift monitor judges and the job is asked for; stop feeding once the job is
-    submitted (what it trains on was answered before the request). Returns the finished run, when it was
-    first seen requested (monotonic) and the outcomes fed."""
+    submitted (what it trains on was answered before the request). Approves from `approve_from` (monotonic)
+    once enough outcomes are in. Returns the finished run, when it was first seen requested (monotonic) and
+    the outcomes fed."""
     deadline = time.monotonic() + timeout_s
     fed = 0
     while not fed:  # the first feed, shown as a person would send it
@@ -121,7 +135,8 @@ def _wait_run(scene: Scene, runs_before: int, timeout_s: float) -> tuple[Retrain
                 return status.runs[-1], seen_at or time.monotonic(), fed
             if run is not None and not seen_at:
                 seen_at = time.monotonic()
-            if status.state == RetrainingState.AWAITING_APPROVAL and fed >= APPROVE_AFTER_OUTCOMES:
+            ripe = fed >= APPROVE_AFTER_OUTCOMES and time.monotonic() >= approve_from
+            if status.state == RetrainingState.AWAITING_APPROVAL and ripe:
                 _approve(scene, fed)
             submitted = run is not None and run.submitted_at is not None
             if not submitted and time.monotonic() - last_feed >= FEED_EVERY_S:
@@ -275,6 +290,10 @@ def retraining_chapter(scene: Scene) -> None:
     with scene.client._lock:  # the live client has no hook for a population of one's own
         scene.client._population = people
     shifted = datetime.now(UTC)
+    # The job trains on the data window before its submission (at approval): approving before the downturn
+    # has lasted that long mixed in the previous chapter's labelled traffic, and the candidate learned the
+    # old rule (rejected offline in one run where the quality chapter ended quickly).
+    approve_from = time.monotonic() + duration_s(retraining_spec().data_window) + DATA_WINDOW_MARGIN_S
     console.print(
         f"\n[bold]6. Retraining[/]: a downturn: from now on the applicants' incomes are "
         f"{1 - INCOME_FACTOR:.0%} lower, high debt ratios default more often and a long credit history "
@@ -282,7 +301,7 @@ def retraining_chapter(scene: Scene) -> None:
         "(examples/credit-risk-retraining.yaml: manual approval, cooldown 10m, at most 3 runs a day, "
         "a 5m timeout)"
     )
-    run, _, fed = _wait_run(scene, runs_before, timeout_s=420)
+    run, _, fed = _wait_run(scene, runs_before, timeout_s=420, approve_from=approve_from)
     console.print(
         f"   run {run.submission_id}: {run.trigger.reason[:200]}",
         highlight=False,
