@@ -66,15 +66,11 @@ def downturn(n: int, seed: int) -> list[Applicant]:
     ]
 
 
-def retraining_spec() -> RetrainingSpec:
+def _apply(scene: Scene, timeout_s: float = 180) -> RetrainingSpec:
+    """Apply the retraining manifest and wait until the operator has taken it; returns its spec.retraining."""
     (md,) = load_manifests(RETRAINING)
     if md.spec.retraining is None:
         raise SystemExit(f"{RETRAINING} has no spec.retraining")
-    return md.spec.retraining
-
-
-def _apply(scene: Scene, timeout_s: float = 180) -> None:
-    (md,) = load_manifests(RETRAINING)
     scene.store.apply(stamped(md, "make demo: close the loop, retrain on drift"))
     wanted = spec_hash(md)
     deadline = time.monotonic() + timeout_s
@@ -82,7 +78,7 @@ def _apply(scene: Scene, timeout_s: float = 180) -> None:
         while time.monotonic() < deadline:
             obj = scene.get()
             if obj.spec_hash == wanted and obj.status.observed_generation == obj.generation:
-                return
+                return md.spec.retraining
             time.sleep(1)
     raise SystemExit(f"{scene.name} did not take {RETRAINING.name} within {timeout_s:.0f}s")
 
@@ -270,7 +266,7 @@ def retraining_chapter(scene: Scene) -> None:
     from steward.cli.retrain import lineage, lineage_records
 
     console = scene.console
-    _apply(scene)
+    spec = _apply(scene)
     status = _retraining(scene)
     if status.current is not None or status.candidate_rollout is not None:
         raise SystemExit(
@@ -293,7 +289,7 @@ def retraining_chapter(scene: Scene) -> None:
     # The job trains on the data window before its submission (at approval): approving before the downturn
     # has lasted that long mixed in the previous chapter's labelled traffic, and the candidate learned the
     # old rule (rejected offline in one run where the quality chapter ended quickly).
-    approve_from = time.monotonic() + duration_s(retraining_spec().data_window) + DATA_WINDOW_MARGIN_S
+    approve_from = time.monotonic() + duration_s(spec.data_window) + DATA_WINDOW_MARGIN_S
     console.print(
         f"\n[bold]6. Retraining[/]: a downturn: from now on the applicants' incomes are "
         f"{1 - INCOME_FACTOR:.0%} lower, high debt ratios default more often and a long credit history "

@@ -41,7 +41,7 @@ _settings: kopf.OperatorSettings | None = None
 _jitter = random.Random()
 # Shared by every object's loop: bounded passes at once, a person's change ahead of routine passes. Made
 # afresh at each start (tests run the operator several times in one process, each on its own event loop).
-_gate = PassGate(CONFIG.max_concurrent_passes)
+_gate: PassGate | None = None
 # The /metrics server; started once per process, however often Kopf's startup handlers run in it (tests).
 _metrics_server: Any = None
 
