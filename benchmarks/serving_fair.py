@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import Run, Target, closed_loop, open_loop
+from benchmarks.server_cpu import ServerCpu, snapshot
 from benchmarks.serving_report import MachineLoad, compare, summary, throughput
 from benchmarks.serving_stack import ServingStack
 from steward.dev.credit_model import FEATURES, applicants
@@ -80,6 +81,8 @@ async def _measure(servers: ServingStack, plan: Plan) -> dict[str, Any]:
     rates = {level: bare_rps * level / 100 for level in LEVELS}
     runs = {name: {**{f"open{lv}": Run() for lv in LEVELS}, "closed": Run()} for name in arms}
     generator = Run()
+    # What each arm's requests cost the serving processes in CPU, over its closed-loop runs.
+    cpu = {name: ServerCpu() for name in arms}
     for block in range(plan.blocks):
         order = arms[block % len(arms) :] + arms[: block % len(arms)]
         for name in order:
@@ -88,7 +91,9 @@ async def _measure(servers: ServingStack, plan: Plan) -> dict[str, Any]:
                 run = await open_loop(targets[name], rate, plan.per_block, 1.5 * expected_s, seed=block)
                 runs[name][f"open{level}"].extend(run)
                 generator.extend(run)
+            before = snapshot()
             run = await closed_loop(targets[name], plan.concurrency, plan.closed_s)
+            cpu[name].measure_from(before, run.answered)
             runs[name]["closed"].extend(run)
             generator.extend(run)
         print(f"block {block + 1}/{plan.blocks} done", flush=True)
@@ -96,6 +101,7 @@ async def _measure(servers: ServingStack, plan: Plan) -> dict[str, Any]:
         "bare_saturation_rps": bare_rps,
         "open_loop_rates_rps": {f"open{lv}": r for lv, r in rates.items()},
         "runs": runs,
+        "server_cpu": cpu,
         "generator_cpu_cores": generator.cpu_s / generator.wall_s,
     }
 
@@ -103,6 +109,8 @@ async def _measure(servers: ServingStack, plan: Plan) -> dict[str, Any]:
 def report(measured: dict[str, Any]) -> dict[str, Any]:
     runs: dict[str, dict[str, Run]] = measured["runs"]
     bare = runs["bare"]
+    cpu: dict[str, ServerCpu] = measured["server_cpu"]
+    bare_cpu = cpu["bare"].ms_per_request
     arms: dict[str, Any] = {}
     for name in runs:
         r = runs[name]
@@ -111,6 +119,7 @@ def report(measured: dict[str, Any]) -> dict[str, Any]:
             "throughput_rps": throughput(r["closed"]),
             "throughput_ratio": throughput(r["closed"]) / throughput(bare["closed"]),
             "closed": summary(r["closed"]),
+            "server_cpu": {**cpu[name].summary(), "ratio": cpu[name].ms_per_request / bare_cpu},
         }
         for lv in LEVELS:
             key = f"open{lv}"
@@ -184,7 +193,8 @@ def headline(r: dict[str, Any]) -> str:
     ]
     for name, arm in r["arms"].items():
         parts = [f"{name:12s} {arm['requests']:6d} req  thr {arm['throughput_rps']:6.1f}/s "
-                 f"({arm['throughput_ratio']:.2f}x)"]  # fmt: skip
+                 f"({arm['throughput_ratio']:.2f}x)  cpu {arm['server_cpu']['ms_per_request']:5.1f} ms/req "
+                 f"({arm['server_cpu']['ratio']:.2f}x)"]  # fmt: skip
         for lv in LEVELS:
             o = arm[f"open{lv}"]
             p = f"  @{lv}% p50 {o.get('p50_ms', float('nan')):6.2f} p99 {o.get('p99_ms', float('nan')):7.2f}"
