@@ -22,8 +22,8 @@ from steward.audit.scan import read_window, verify_stored
 from steward.audit.store import LocalFolderStore, StoreUnavailable, TrailStore, parse_record
 from steward.audit.verify import Break, Verification, verify
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail
-from steward.cli.rollout import Context, Kubeconfig
 from steward.cli.sources import DeploymentSource, SourceError, open_source
+from steward.cli.target import Context, Kubeconfig
 
 audit = typer.Typer(
     help="The audit trail: check its hash chain, export it for auditors.", no_args_is_help=True

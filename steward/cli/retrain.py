@@ -35,8 +35,8 @@ from steward.cli.audit import (
     audit_store,
 )
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail, who_and_why
-from steward.cli.rollout import CommandReason, Context, Kubeconfig, NoWait, WaitS, _get, _source
 from steward.cli.sources import DeploymentSource, SourceError
+from steward.cli.target import CommandReason, Context, Kubeconfig, NoWait, WaitS, get_or_fail, open_or_fail
 
 POLL_INTERVAL_S = 1.0
 EXIT_TIMED_OUT = 4
@@ -58,7 +58,7 @@ def send(
     no_wait: bool,
     source: DeploymentSource,
 ) -> int:
-    md = _get(source, namespace, name)
+    md = get_or_fail(source, namespace, name)
     if md.spec.retraining is None:
         fail(f"{md.key} has no spec.retraining: add it to the manifest first (see docs/retraining.md)")
     state = md.status.retraining.state if md.status.retraining else RetrainingState.IDLE
@@ -78,7 +78,7 @@ def send(
         return 0
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        status = _get(source, namespace, name).status.retraining
+        status = get_or_fail(source, namespace, name).status.retraining
         if status is not None and status.handled_command == command.id:
             console.print(
                 f"the operator handled it; retraining is {status.state.value}: {escape(status.message)}"
@@ -112,7 +112,7 @@ def retrain(
         )
     kind = RetrainingCommandKind.APPROVE if deployment is not None else RetrainingCommandKind.RETRAIN
     target = deployment if deployment is not None else name
-    code = send(kind, target, namespace, reason, wait_s, no_wait, _source(home, context, kubeconfig))
+    code = send(kind, target, namespace, reason, wait_s, no_wait, open_or_fail(home, context, kubeconfig))
     if code:
         raise typer.Exit(code)
 

@@ -7,10 +7,8 @@ then in `status.rollout.message`). The CLI never changes the spec or the status 
 
 from __future__ import annotations
 
-import time
 import uuid
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -38,7 +36,18 @@ from steward.cli.rollout_view import (
     rollout_view,
     utc,
 )
-from steward.cli.sources import DeploymentSource, SourceError, open_source
+from steward.cli.sources import DeploymentSource, SourceError
+from steward.cli.target import (
+    CLOCK,
+    Clock,
+    CommandReason,
+    Context,
+    Kubeconfig,
+    NoWait,
+    WaitS,
+    get_or_fail,
+    open_or_fail,
+)
 
 rollout = typer.Typer(help="Follow a rollout of a new model version, and its history.", no_args_is_help=True)
 
@@ -46,57 +55,6 @@ POLL_INTERVAL_S = 1.0
 LOG_EVERY_S = 30.0
 EXIT_NOT_PROMOTED = 3
 EXIT_TIMED_OUT = 4
-
-Context = Annotated[
-    str | None,
-    typer.Option("--context", help="Kubernetes context: talk to that cluster instead of the local stack."),
-]
-Kubeconfig = Annotated[
-    Path | None,
-    typer.Option("--kubeconfig", help="Kubeconfig file: talk to its cluster instead of the local stack."),
-]
-CommandReason = Annotated[
-    str | None, typer.Option("--reason", help="Why: sent with the command, for the audit trail.")
-]
-WaitS = Annotated[
-    float, typer.Option("--wait-s", help="How long to wait for the operator to act on the command.")
-]
-NoWait = Annotated[bool, typer.Option("--no-wait", help="Return once the command is written.")]
-
-
-@dataclass
-class Clock:
-    """Time as the polling sees it; tests swap in one that does not sleep."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
-CLOCK = Clock()
-
-
-def _source(home: Path, context: str | None, kubeconfig: Path | None) -> DeploymentSource:
-    try:
-        return open_source(home, context, kubeconfig)
-    except SourceError as exc:
-        fail(str(exc))
-
-
-def _get(source: DeploymentSource, namespace: str, name: str) -> ModelDeployment:
-    try:
-        md = source.get(namespace, name)
-    except SourceError as exc:
-        fail(str(exc))
-    if md is None:
-        fail(f"no ModelDeployment {namespace}/{name} in {source.where}; check the name and -n/--namespace")
-    return md
-
 
 # ------------------------------------------------------------------------------------------------ status
 
@@ -155,7 +113,7 @@ def watch_rollout(
 ) -> int:
     """Follow the rollout until none is in progress; the exit code says how the watched one ended."""
     started = clock.monotonic()
-    md = _get(source, namespace, name)
+    md = get_or_fail(source, namespace, name)
     watched = _identity(md)
     with _Display(out, clock) as display:
         while True:
@@ -174,7 +132,7 @@ def watch_rollout(
                 )
                 return EXIT_TIMED_OUT
             clock.sleep(POLL_INTERVAL_S)
-            md = _get(source, namespace, name)
+            md = get_or_fail(source, namespace, name)
     record = _record_of(md, watched)
     if record is None:
         if watched is None:
@@ -207,9 +165,9 @@ def status_command(
     kubeconfig: Kubeconfig = None,
 ) -> None:
     """The rollout in progress: versions, state, steps, traffic split, analysis windows and recent history."""
-    source = _source(home, context, kubeconfig)
+    source = open_or_fail(home, context, kubeconfig)
     if not watch:
-        console.print(rollout_view(_get(source, namespace, name), CLOCK.now()))
+        console.print(rollout_view(get_or_fail(source, namespace, name), CLOCK.now()))
         return
     code = watch_rollout(source, namespace, name, timeout, console, CLOCK)
     if code:
@@ -225,7 +183,7 @@ def history_command(
     kubeconfig: Kubeconfig = None,
 ) -> None:
     """Past rollouts from status.rolloutHistory: versions, strategy, outcome and why."""
-    md = _get(_source(home, context, kubeconfig), namespace, name)
+    md = get_or_fail(open_or_fail(home, context, kubeconfig), namespace, name)
     if not md.status.rollout_history:
         console.print(f"{escape(md.key)}: no rollouts yet")
         return
@@ -263,7 +221,7 @@ def wait_for_ack(
     newest_before = before.status.rollout_history[-1] if before.status.rollout_history else None
     deadline = clock.monotonic() + wait_s
     while True:
-        md = _get(source, namespace, name)
+        md = get_or_fail(source, namespace, name)
         r = md.status.rollout
         history = md.status.rollout_history
         if r is not None and r.handled_command == command.id:
@@ -301,7 +259,7 @@ def send_command(
     no_wait: bool,
     source: DeploymentSource,
 ) -> int:
-    md = _get(source, namespace, name)
+    md = get_or_fail(source, namespace, name)
     r = md.status.rollout
     verb = "promote" if kind == RolloutCommandKind.PROMOTE_FULL else kind.value
     if r is None:
@@ -345,7 +303,8 @@ def _run(
     context: str | None,
     kubeconfig: Path | None,
 ) -> None:
-    code = send_command(kind, name, namespace, reason, wait_s, no_wait, _source(home, context, kubeconfig))
+    source = open_or_fail(home, context, kubeconfig)
+    code = send_command(kind, name, namespace, reason, wait_s, no_wait, source)
     if code:
         raise typer.Exit(code)
 

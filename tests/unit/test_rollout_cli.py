@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from world import Behaviour, settled
 
 import steward.cli.rollout as rollout_cli
+import steward.cli.target as target_cli
 from steward.api.manifests import load_manifests
 from steward.api.model_deployment import ModelDeployment, ModelDeploymentStatus
 from steward.api.rollout import ROLLOUT_COMMAND_ANNOTATION, RolloutCommand, RolloutCommandKind
@@ -429,7 +430,7 @@ class ScriptedSource:
 
 
 def use(monkeypatch: pytest.MonkeyPatch, source: S) -> S:
-    monkeypatch.setattr(rollout_cli, "open_source", lambda home, context, kubeconfig: source)
+    monkeypatch.setattr(target_cli, "open_source", lambda home, context, kubeconfig: source)
     return source
 
 
