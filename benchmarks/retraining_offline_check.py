@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from steward.api.monitor_results import CaptureColumn
-from steward.api.retraining import Figures, OfflineEvaluation, TrainingResult
+from steward.api.retraining import OfflineEvaluation
+from steward.api.training_job import Figures, TrainingResult
 from steward.cli.demo_retraining import downturn
 from steward.cli.demo_traffic import Applicant, population
 from steward.dev.credit_model import FEATURES, SENSITIVE, applicants, train

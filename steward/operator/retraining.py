@@ -33,12 +33,10 @@ from steward.api.retraining import (
     RetrainingStatus,
     RetrainingTrigger,
     RunOutcome,
-    TrainingJob,
-    TrainingResult,
     TriggerKind,
-    retraining_prefix,
 )
 from steward.api.rollout import duration_s
+from steward.api.training_job import TrainingJob, TrainingResult, retraining_prefix
 from steward.audit.records import OPERATOR_ACTOR, RecordDraft
 from steward.operator.actions import EventType, PostEvent
 from steward.operator.audit_drafts import actor_of

@@ -15,10 +15,9 @@ from steward.api.retraining import (
     RetrainingRunRecord,
     RetrainingSpec,
     RetrainingTrigger,
-    TrainingJob,
-    TrainingResult,
     TriggerKind,
 )
+from steward.api.training_job import TrainingJob, TrainingResult
 from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, RecordDraft
 from steward.operator.audit_drafts import deployment_ref
 

@@ -16,7 +16,8 @@ from steward.adapters.kubernetes_jobs import JobPhase, KubernetesJobsClient
 from steward.adapters.monitoring_store import MAX_RESULT_BYTES, MonitoringStore
 from steward.adapters.ray_jobs import JobRequest, RayJobsClient
 from steward.api.model_deployment import ModelDeployment
-from steward.api.retraining import MAX_LOG_TAIL_CHARS, RetrainingState, TrainingResult
+from steward.api.retraining import MAX_LOG_TAIL_CHARS, RetrainingState
+from steward.api.training_job import TrainingResult
 from steward.audit.store import StoreUnavailable
 from steward.audit.trail import AuditTrail
 from steward.operator.actions import StopTrainingJob, SubmitTrainingJob

@@ -24,11 +24,10 @@ from steward.api.retraining import (
     RetrainingSpec,
     RetrainingStatus,
     RetrainingTrigger,
-    TrainingJob,
-    TrainingResult,
     TriggerKind,
 )
 from steward.api.rollout import duration_s
+from steward.api.training_job import TrainingJob, TrainingResult
 from steward.operator.monitoring_drafts import figures
 
 DAY = timedelta(days=1)

@@ -39,9 +39,9 @@ from steward.api.retraining import (
     RetrainingSpec,
     RetrainingStatus,
     RunOutcome,
-    TrainingResult,
 )
 from steward.api.rollout import Outcome, RolloutRecord
+from steward.api.training_job import TrainingResult
 from steward.audit.records import OPERATOR_ACTOR, AuditAction, ModelVersions, RecordDraft
 from steward.operator.actions import Action, DeleteModelAlias, EventType, PostEvent, SetModelAlias
 from steward.operator.audit_drafts import deployment_ref

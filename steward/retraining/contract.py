@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from steward.api.monitor_results import CaptureColumn
-from steward.api.retraining import TRAINING_JOB_ENV, TrainingJob, TrainingResult
+from steward.api.retraining import TRAINING_JOB_ENV
+from steward.api.training_job import TrainingJob, TrainingResult
 from steward.monitors import store
 from steward.monitors.window import LABEL, join_outcomes
 

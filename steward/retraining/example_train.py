@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from steward.api.monitor_results import CaptureColumn
-from steward.api.retraining import Figures, TrainingJob, TrainingResult
+from steward.api.training_job import Figures, TrainingJob, TrainingResult
 from steward.monitors.reference import log_reference
 from steward.monitors.versus import parity_ratio_se
 from steward.monitors.window import LABEL, text_series

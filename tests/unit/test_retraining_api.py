@@ -16,8 +16,8 @@ from steward.api.retraining import (
     RetrainingCommand,
     RetrainingCommandKind,
     RetrainingSpec,
-    retraining_prefix,
 )
+from steward.api.training_job import retraining_prefix
 
 DRIFT = {"name": "drift", "kind": "drift", "onBreach": "retrain"}
 

@@ -14,12 +14,8 @@ from world import World, settled
 from steward.api.conditions import Reason
 from steward.api.monitor_results import Check, MonitorResult, MonitorVerdict
 from steward.api.monitoring import MonitorKind
-from steward.api.retraining import (
-    RETRAINING_COMMAND_ANNOTATION,
-    TRAINING_JOB_ENV,
-    RetrainingState,
-    TrainingJob,
-)
+from steward.api.retraining import RETRAINING_COMMAND_ANNOTATION, TRAINING_JOB_ENV, RetrainingState
+from steward.api.training_job import TrainingJob
 from steward.audit.records import AuditAction
 from steward.operator.actions import PostEvent, RecordAudit, StopTrainingJob, SubmitTrainingJob
 from steward.operator.core import Decision, decide

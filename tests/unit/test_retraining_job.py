@@ -11,14 +11,8 @@ import pytest
 from builders import T0
 
 from steward.api.monitor_results import capture_prefix, outcomes_prefix
-from steward.api.retraining import (
-    TRAINING_JOB_ENV,
-    OfflineEvaluation,
-    RetrainingTrigger,
-    TrainingJob,
-    TrainingResult,
-    TriggerKind,
-)
+from steward.api.retraining import TRAINING_JOB_ENV, OfflineEvaluation, RetrainingTrigger, TriggerKind
+from steward.api.training_job import TrainingJob, TrainingResult
 from steward.retraining import example_train
 from steward.retraining.contract import in_holdout
 

@@ -16,12 +16,8 @@ from pydantic import ValidationError
 from world import World, settled
 
 from steward.api.model_deployment import ModelDeployment
-from steward.api.retraining import (
-    RETRAINING_COMMAND_ANNOTATION,
-    TRAINING_JOB_ENV,
-    RetrainingSpec,
-    TrainingJob,
-)
+from steward.api.retraining import RETRAINING_COMMAND_ANNOTATION, TRAINING_JOB_ENV, RetrainingSpec
+from steward.api.training_job import TrainingJob
 from steward.operator.actions import PostEvent, StopTrainingJob, SubmitTrainingJob
 from steward.operator.core import Decision, decide
 from steward.operator.monitoring import JobState

@@ -15,12 +15,11 @@ from steward.api.monitor_results import Check, MonitorVerdict
 from steward.api.monitoring_status import MonitorResultSummary
 from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
-    Figures,
     RetrainingState,
     RetrainingStatus,
     RunOutcome,
-    TrainingResult,
 )
+from steward.api.training_job import Figures, TrainingResult
 from steward.audit.records import AuditAction
 from steward.operator.monitoring import JobState
 from steward.operator.retraining import (

@@ -16,11 +16,10 @@ from steward.api.retraining import (
     RETRAINING_COMMAND_ANNOTATION,
     CandidateOutcome,
     CandidateRolloutState,
-    Figures,
     RunOutcome,
-    TrainingResult,
 )
 from steward.api.rollout import Outcome, RolloutRecord, Strategy
+from steward.api.training_job import Figures, TrainingResult
 from steward.audit.records import AuditAction
 from steward.operator.actions import ApplyServeApplications, DeleteModelAlias, RecordAudit, SetModelAlias
 from steward.operator.core import Decision
