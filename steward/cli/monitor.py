@@ -26,21 +26,13 @@ from steward.api.model_deployment import ModelDeployment
 from steward.api.monitor_results import Check, MonitorVerdict
 from steward.api.monitoring_status import MonitorResultSummary
 from steward.cli.common import DEFAULT_HOME, Home, Namespace, console, err, fail
-from steward.cli.sources import DeploymentSource, SourceError, open_source
+from steward.cli.target import Context, Kubeconfig, get_or_fail, open_or_fail
 from steward.operator.status import find
 
 monitor = typer.Typer(
     help="Monitors of live traffic: their last verdicts, and their HTML reports.", no_args_is_help=True
 )
 
-Context = Annotated[
-    str | None,
-    typer.Option("--context", help="Kubernetes context: talk to that cluster instead of the local stack."),
-]
-Kubeconfig = Annotated[
-    Path | None,
-    typer.Option("--kubeconfig", help="Kubeconfig file: talk to its cluster instead of the local stack."),
-]
 Name = Annotated[str, typer.Argument(help="ModelDeployment whose monitors to show.")]
 
 _VERDICT_STYLE = {
@@ -49,19 +41,6 @@ _VERDICT_STYLE = {
     MonitorVerdict.INCONCLUSIVE: "yellow",
     MonitorVerdict.ERROR: "magenta",
 }
-
-
-def _get(
-    home: Path, context: str | None, kubeconfig: Path | None, namespace: str, name: str
-) -> ModelDeployment:
-    try:
-        source: DeploymentSource = open_source(home, context, kubeconfig)
-        md = source.get(namespace, name)
-    except SourceError as exc:
-        fail(str(exc))
-    if md is None:
-        fail(f"no ModelDeployment {namespace}/{name} in {source.where}; check the name and -n/--namespace")
-    return md
 
 
 def _utc(moment: datetime) -> str:
@@ -168,7 +147,7 @@ def status_command(
     """The last verdict of each monitor on each version, jobs in flight, capture counters, the condition."""
     if output not in ("table", "json"):
         fail(f"unknown output {output!r}: use table or json")
-    md = _get(home, context, kubeconfig, namespace, name)
+    md = get_or_fail(open_or_fail(home, context, kubeconfig), namespace, name)
     if output == "json":
         sys.stdout.write(json.dumps(status_document(md), indent=2) + "\n")
         return
@@ -227,7 +206,7 @@ def report_command(
     kubeconfig: Kubeconfig = None,
 ) -> None:
     """Fetch the latest HTML report of a monitor from the monitoring store, checked against its SHA-256."""
-    md = _get(home, context, kubeconfig, namespace, name)
+    md = get_or_fail(open_or_fail(home, context, kubeconfig), namespace, name)
     results = md.status.monitoring.results if md.status.monitoring else []
     result = pick_result(results, monitor_name, version)
     if result is None:
