@@ -51,7 +51,7 @@ from steward.operator.monitoring_io import MonitorJobs
 from steward.operator.observations import AuditBacklog, Observations, Problem, ResolvedModel, ServeApps
 from steward.operator.retraining_io import TrainingJobs
 from steward.operator.serve_config import app_name, ray_address, ray_address_refusal, route_prefix
-from steward.operator.serve_observation import serve_apps
+from steward.operator.serve_observation import index_applications, indexed_serve_apps, serve_apps
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,8 @@ class Reconciler:
         serve: ServeApps | Problem
         try:
             list_age_s = self.config.shared_list_max_age_s if share else 0.0
-            serve = serve_apps(self.serve_client(address).applications(list_age_s), app_name(md))
+            index = self.serve_client(address).derived_from_applications(index_applications, list_age_s)
+            serve = indexed_serve_apps(index, app_name(md))
         except AdapterError as exc:
             serve = serve_problem(exc)
         traffic: TrafficStats | Problem | None = None
