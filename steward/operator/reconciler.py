@@ -12,9 +12,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from steward.adapters.errors import AdapterError, AddressNotAllowed, Unauthorized, Unreachable
+from steward.adapters.errors import AdapterError, AddressNotAllowed
 from steward.adapters.lease import cluster_guard
-from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
+from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.adapters.ray_serve import RayServeClient, token_from_env
 from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
@@ -43,6 +43,7 @@ from steward.operator.actions import (
     SubmitMonitorJob,
     SubmitTrainingJob,
 )
+from steward.operator.adapter_problems import REGISTRY_REASONS, registry_problem, serve_problem
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
 from steward.operator.deletion import registry_cleanup_actions
@@ -63,42 +64,6 @@ _MLFLOW_TAGS = {
 }
 
 EventSink = Callable[[EventType, str, str], None]
-
-
-def registry_problem(exc: AdapterError) -> Problem:
-    if isinstance(exc, ModelNotFound):
-        return Problem(Reason.MODEL_NOT_FOUND, exc.message, temporary=False)
-    if isinstance(exc, VersionNotFound):
-        reason = Reason.ALIAS_NOT_FOUND if exc.is_alias else Reason.VERSION_NOT_FOUND
-        return Problem(reason, exc.message, temporary=False)
-    if exc.temporary:
-        return Problem(Reason.REGISTRY_UNREACHABLE, exc.message, temporary=True)
-    return Problem(Reason.REGISTRY_REJECTED, exc.message, temporary=False)
-
-
-REGISTRY_REASONS = frozenset(
-    {
-        Reason.MODEL_NOT_FOUND,
-        Reason.ALIAS_NOT_FOUND,
-        Reason.VERSION_NOT_FOUND,
-        Reason.REGISTRY_UNREACHABLE,
-        Reason.REGISTRY_REJECTED,
-    }
-)
-
-
-def serve_problem(exc: AdapterError) -> Problem:
-    """Only Unreachable means "Ray is gone" (which lets a deletion give up after its wait). A refused token is
-    retried until someone fixes it, and never taken for a cluster that went away."""
-    if isinstance(exc, Unreachable):
-        return Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=True)
-    if isinstance(exc, Unauthorized):
-        return Problem(Reason.RAY_UNAUTHORIZED, exc.message, temporary=True)
-    if isinstance(exc, AddressNotAllowed):
-        return Problem(Reason.RAY_ADDRESS_NOT_ALLOWED, exc.message, temporary=False)
-    if exc.temporary:
-        return Problem(Reason.RAY_CONFLICT, exc.message, temporary=True)
-    return Problem(Reason.RAY_REJECTED, exc.message, temporary=False)
 
 
 def with_router_secret(config: OperatorConfig, ray_token: str | None) -> OperatorConfig:
