@@ -28,12 +28,13 @@ from steward.operator.config import config_from_env
 from steward.operator.core import DeletionDecision, retry_delay_s
 from steward.operator.kopf_api import KopfObjectApi
 from steward.operator.metrics import METRICS
-from steward.operator.object_loop import PassResult, object_state, run
+from steward.operator.object_loop import PassResult, Work, object_state, run
 from steward.operator.pass_gate import PassGate
 from steward.operator.reconciler import EventSink, Reconciler
-from steward.operator.resource import invalid_spec_status, parse_resource, status_patch
+from steward.operator.resource import ParseMemo, invalid_spec_status, parse_resource, status_patch
 
 FINALIZER = "steward.io/cleanup"
+PARSED_KEY = "steward_parsed"
 CONFIG = config_from_env()
 _reconciler: Reconciler | None = None
 # Operator-wide (set at startup): the daemons write status through Kopf's client, which needs them.
@@ -124,10 +125,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _pass(body: dict[str, Any], changed: bool) -> PassResult:
+def _pass(remembered: ParseMemo, body: dict[str, Any], changed: bool) -> PassResult:
     """Parse, observe, decide, act (blocking: runs in a thread). The status is written by the caller."""
     try:
-        md = parse_resource(body)
+        md = remembered.parse(body)
     except ValidationError as exc:
         # The API server's schema normally stops this; a CRD older than the operator may not. Said once per
         # spec; the loop backs off until the spec changes.
@@ -138,8 +139,16 @@ def _pass(body: dict[str, Any], changed: bool) -> PassResult:
     return PassResult(status_patch(decision.status), decision.retry, decision.requeue_after_s)
 
 
-async def _work(body: dict[str, Any], changed: bool) -> PassResult:
-    return await asyncio.to_thread(_pass, body, changed)
+def _work_for(memo: kopf.Memo) -> Work:
+    """The object's pass, with what it remembers from its last one (in Kopf's per-object memo)."""
+    remembered = memo.get(PARSED_KEY)
+    if not isinstance(remembered, ParseMemo):
+        remembered = memo[PARSED_KEY] = ParseMemo()
+
+    async def work(body: dict[str, Any], changed: bool) -> PassResult:
+        return await asyncio.to_thread(_pass, remembered, body, changed)
+
+    return work
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="wake")
@@ -162,7 +171,8 @@ async def reconcile_loop(
     if _settings is None:
         raise kopf.PermanentError("the operator's settings are not known: the startup handler did not run")
     api = KopfObjectApi(_settings, resource, body.metadata.namespace, body.metadata.name, logger)
-    await run(object_state(memo), body, api, _work, CONFIG, stopped, time.monotonic, _jitter.random, _gate)
+    work = _work_for(memo)
+    await run(object_state(memo), body, api, work, CONFIG, stopped, time.monotonic, _jitter.random, _gate)
 
 
 def _finalize(body: dict[str, Any]) -> DeletionDecision:
