@@ -53,6 +53,7 @@ from steward.operator.observations import AuditBacklog, Observations, Problem, R
 from steward.operator.retraining_io import TrainingJobs
 from steward.operator.serve_config import app_name, ray_address, ray_address_refusal, route_prefix
 from steward.operator.serve_observation import index_applications, indexed_serve_apps, serve_apps
+from steward.operator.settled import SettledPass
 
 log = logging.getLogger(__name__)
 
@@ -188,9 +189,23 @@ class Reconciler:
             retraining=retraining,
         )
 
-    def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
+    def reconcile(
+        self, md: ModelDeployment, now: datetime, post_event: EventSink, settled: SettledPass | None = None
+    ) -> Decision:
+        """With `settled` (the object's own), a pass whose inputs are those of its last settled decision
+        repeats that decision rather than deciding again (see steward.operator.settled)."""
         self.resume_audit(md.key, md.status.audit)
         obs = replace(self.observe(md), audit=self.audit_backlog(md.key))
+        if settled is not None and (again := settled.again(md, obs, lambda: self.audit_status(md.key))):
+            return again
+        decision = self._decide_and_act(md, obs, now, post_event)
+        if settled is not None:
+            settled.remember(md, obs, decision)
+        return decision
+
+    def _decide_and_act(
+        self, md: ModelDeployment, obs: Observations, now: datetime, post_event: EventSink
+    ) -> Decision:
         decision = decide(md, obs, self.config, now)
         failure = self.execute(decision.actions, post_event)
         if failure is not None:
