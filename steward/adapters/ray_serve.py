@@ -184,7 +184,8 @@ class ListSnapshots:
         with self._guard:
             held = self._snapshots.get(address)
             if held is not None and held.instance is instance and derive in held.derived:
-                return held.derived[derive]  # type: ignore[no-any-return]
+                shared: T = held.derived[derive]
+                return shared
         value = derive(MappingProxyType(self._parsed(address, instance)))
         with self._guard:
             held = self._snapshots.get(address)
