@@ -13,10 +13,11 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 import httpx
 
@@ -38,6 +39,8 @@ DEFAULT_LIST_MAX_AGE_S = 0.0
 # A list showing any application in one of these is not shared: whoever waits for it to settle (a deploy,
 # a rollout step, a deletion) reads afresh on every pass, as without sharing.
 _SETTLED = frozenset({"RUNNING", "DEPLOY_FAILED"})
+
+T = TypeVar("T")
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
@@ -101,6 +104,9 @@ class _Snapshot:
     instance: dict[str, Any]
     # Parsed once for every pass that shares it (hundreds of applications each time otherwise).
     applications: dict[str, ServeApplication] | None = None
+    # What callers make of the parsed list (an index by owner, say), made once per snapshot like the parse:
+    # keyed by the function that made it.
+    derived: dict[Callable[..., Any], Any] = field(default_factory=dict)
 
 
 class ListSnapshots:
@@ -150,17 +156,42 @@ class ListSnapshots:
 
     def parsed(self, address: str, instance: dict[str, Any]) -> dict[str, ServeApplication]:
         """`instance`'s applications, parsed once while it is the shared snapshot."""
+        return dict(self._parsed(address, instance))
+
+    def _parsed(self, address: str, instance: dict[str, Any]) -> dict[str, ServeApplication]:
+        """The shared parse itself: never handed out to be changed."""
         with self._guard:
             held = self._snapshots.get(address)
             if held is not None and held.instance is instance and held.applications is not None:
-                return dict(held.applications)
+                return held.applications
         raw = instance.get("applications") or {}
         applications = {name: parse_application(name, app) for name, app in raw.items()}
         with self._guard:
             held = self._snapshots.get(address)
             if held is not None and held.instance is instance:
                 held.applications = applications
-        return dict(applications)
+        return applications
+
+    def derived(
+        self,
+        address: str,
+        instance: dict[str, Any],
+        derive: Callable[[Mapping[str, ServeApplication]], T],
+    ) -> T:
+        """`derive` of `instance`'s applications, made once while it is the shared snapshot: a pass that
+        needs only its own few applications looks them up in what `derive` made of the whole list instead of
+        scanning it. `derive` must be pure, and its result is shared: never changed by whoever gets it."""
+        with self._guard:
+            held = self._snapshots.get(address)
+            if held is not None and held.instance is instance and derive in held.derived:
+                shared: T = held.derived[derive]
+                return shared
+        value = derive(MappingProxyType(self._parsed(address, instance)))
+        with self._guard:
+            held = self._snapshots.get(address)
+            if held is not None and held.instance is instance:
+                held.derived[derive] = value
+        return value
 
     def invalidate(self, address: str) -> None:
         with self._guard:
@@ -266,6 +297,12 @@ class RayServeClient:
 
     def applications(self, max_age_s: float | None = None) -> dict[str, ServeApplication]:
         return self._snapshots.parsed(self.address, self.shared_instance(max_age_s))
+
+    def derived_from_applications(
+        self, derive: Callable[[Mapping[str, ServeApplication]], T], max_age_s: float | None = None
+    ) -> T:
+        """`derive` of the application list, read as `applications` reads it; made once per shared read."""
+        return self._snapshots.derived(self.address, self.shared_instance(max_age_s), derive)
 
     def apply_application(self, app_config: dict[str, Any], http_options: dict[str, Any]) -> None:
         self.apply_applications([app_config], set(), http_options)

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -25,15 +26,17 @@ from steward.api.model_deployment import GROUP, PLURAL, VERSION
 from steward.operator.actions import EventType
 from steward.operator.admission import stamp
 from steward.operator.config import config_from_env
-from steward.operator.core import DeletionDecision, retry_delay_s
+from steward.operator.core import Decision, DeletionDecision, retry_delay_s
 from steward.operator.kopf_api import KopfObjectApi
 from steward.operator.metrics import METRICS
-from steward.operator.object_loop import PassResult, object_state, run
+from steward.operator.object_loop import PassResult, Work, object_state, run
 from steward.operator.pass_gate import PassGate
 from steward.operator.reconciler import EventSink, Reconciler
-from steward.operator.resource import invalid_spec_status, parse_resource, status_patch
+from steward.operator.resource import ParseMemo, invalid_spec_status, parse_resource, status_patch
+from steward.operator.settled import SettledPass
 
 FINALIZER = "steward.io/cleanup"
+REMEMBERED_KEY = "steward_remembered"
 CONFIG = config_from_env()
 _reconciler: Reconciler | None = None
 # Operator-wide (set at startup): the daemons write status through Kopf's client, which needs them.
@@ -124,22 +127,46 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _pass(body: dict[str, Any], changed: bool) -> PassResult:
+@dataclass
+class Remembered:
+    """What one object's pass keeps for its next one (in Kopf's per-object memo, never shared)."""
+
+    parsed: ParseMemo = field(default_factory=ParseMemo)
+    settled: SettledPass = field(default_factory=SettledPass)
+    # The last decision and the result made of it: a decision repeated is not dumped again.
+    result: tuple[Decision, PassResult] | None = None
+
+
+def _pass(remembered: Remembered, body: dict[str, Any], changed: bool) -> PassResult:
     """Parse, observe, decide, act (blocking: runs in a thread). The status is written by the caller."""
     try:
-        md = parse_resource(body)
+        md = remembered.parsed.parse(body)
     except ValidationError as exc:
         # The API server's schema normally stops this; a CRD older than the operator may not. Said once per
         # spec; the loop backs off until the spec changes.
         if changed:
             _events_for(body)(EventType.WARNING, "InvalidSpec", f"invalid ModelDeployment spec: {exc}")
         return PassResult(invalid_spec_status(body, exc, _now()), retry=True, requeue_after_s=None)
-    decision = METRICS.reconciled(md.key, lambda: reconciler().reconcile(md, _now(), _events_for(body)))
-    return PassResult(status_patch(decision.status), decision.retry, decision.requeue_after_s)
+    decision = METRICS.reconciled(
+        md.key, lambda: reconciler().reconcile(md, _now(), _events_for(body), remembered.settled)
+    )
+    if remembered.result is not None and remembered.result[0] is decision:
+        return remembered.result[1]
+    result = PassResult(status_patch(decision.status), decision.retry, decision.requeue_after_s)
+    remembered.result = (decision, result)
+    return result
 
 
-async def _work(body: dict[str, Any], changed: bool) -> PassResult:
-    return await asyncio.to_thread(_pass, body, changed)
+def _work_for(memo: kopf.Memo) -> Work:
+    """The object's pass, with what it remembers from its last one (in Kopf's per-object memo)."""
+    remembered = memo.get(REMEMBERED_KEY)
+    if not isinstance(remembered, Remembered):
+        remembered = memo[REMEMBERED_KEY] = Remembered()
+
+    async def work(body: dict[str, Any], changed: bool) -> PassResult:
+        return await asyncio.to_thread(_pass, remembered, body, changed)
+
+    return work
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, id="wake")
@@ -162,7 +189,8 @@ async def reconcile_loop(
     if _settings is None:
         raise kopf.PermanentError("the operator's settings are not known: the startup handler did not run")
     api = KopfObjectApi(_settings, resource, body.metadata.namespace, body.metadata.name, logger)
-    await run(object_state(memo), body, api, _work, CONFIG, stopped, time.monotonic, _jitter.random, _gate)
+    work = _work_for(memo)
+    await run(object_state(memo), body, api, work, CONFIG, stopped, time.monotonic, _jitter.random, _gate)
 
 
 def _finalize(body: dict[str, Any]) -> DeletionDecision:

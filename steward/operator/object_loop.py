@@ -19,7 +19,6 @@ from steward.operator.config import OperatorConfig
 from steward.operator.pacing import (
     UNKNOWN,
     Pacer,
-    digest,
     inputs_digest,
     is_urgent,
     next_pass,
@@ -128,14 +127,14 @@ async def _decide_and_write(
         async with gate.slot(is_urgent(snapshot, pacer.acted_on)):
             result = await work(snapshot, inputs != pacer.acted_on)
     current = without_nulls(snapshot.get("status") or {})
-    if digest(without_nulls(merged(current, result.status))) == digest(current):
-        pacer.written = digest(current)  # an unchanged status is not re-patched
+    if without_nulls(merged(current, result.status)) == current:
+        pacer.written = current  # an unchanged status is not re-patched
         return inputs, result
     pacer.written = UNKNOWN  # until the server answers: a lost answer means reading afresh next time
     stored = await api.write_status(result.status)
     if stored is None:
         return None
-    pacer.written = digest(without_nulls(stored))
+    pacer.written = without_nulls(stored)
     return inputs, result
 
 

@@ -85,8 +85,9 @@ class Pacer:
     attempts: int = 0
     # The inputs the last pass decided from: different inputs are acted on at once, whatever the backoff.
     acted_on: str | None = None
-    # The status this process last wrote, as the API server stored it (None: nothing written yet).
-    written: str | None = None
+    # The status this process last wrote, as the API server stored it (None: nothing written yet). Kept as
+    # the value, not a digest of it: comparing is cheaper than serialising and hashing it on every pass.
+    written: Mapping[str, Any] | str | None = None
 
     def wait_s(self, body: Mapping[str, Any], now: float) -> float:
         if inputs_digest(body) != self.acted_on:
@@ -99,7 +100,7 @@ class Pacer:
         command applied twice). Not a matching status means: read the object afresh, never guess by time."""
         if self.written is None:
             return False
-        return self.written == UNKNOWN or digest(without_nulls(body.get("status") or {})) != self.written
+        return self.written == UNKNOWN or without_nulls(body.get("status") or {}) != self.written
 
     def passed(self, inputs: str, pace: Pace, now: float) -> None:
         self.acted_on = inputs

@@ -12,9 +12,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from steward.adapters.errors import AdapterError, AddressNotAllowed, Unauthorized, Unreachable
+from steward.adapters.errors import AdapterError, AddressNotAllowed
 from steward.adapters.lease import cluster_guard
-from steward.adapters.mlflow_registry import MlflowRegistry, ModelNotFound, VersionNotFound
+from steward.adapters.mlflow_registry import MlflowRegistry
 from steward.adapters.ray_serve import RayServeClient, token_from_env
 from steward.adapters.router_stats import RouterStatsClient
 from steward.api.conditions import Reason
@@ -43,6 +43,7 @@ from steward.operator.actions import (
     SubmitMonitorJob,
     SubmitTrainingJob,
 )
+from steward.operator.adapter_problems import REGISTRY_REASONS, registry_problem, serve_problem
 from steward.operator.config import OperatorConfig
 from steward.operator.core import Decision, DeletionDecision, decide, decide_deletion, deletion_actions
 from steward.operator.deletion import registry_cleanup_actions
@@ -51,7 +52,8 @@ from steward.operator.monitoring_io import MonitorJobs
 from steward.operator.observations import AuditBacklog, Observations, Problem, ResolvedModel, ServeApps
 from steward.operator.retraining_io import TrainingJobs
 from steward.operator.serve_config import app_name, ray_address, ray_address_refusal, route_prefix
-from steward.operator.serve_observation import serve_apps
+from steward.operator.serve_observation import index_applications, indexed_serve_apps, serve_apps
+from steward.operator.settled import SettledPass
 
 log = logging.getLogger(__name__)
 
@@ -63,42 +65,6 @@ _MLFLOW_TAGS = {
 }
 
 EventSink = Callable[[EventType, str, str], None]
-
-
-def registry_problem(exc: AdapterError) -> Problem:
-    if isinstance(exc, ModelNotFound):
-        return Problem(Reason.MODEL_NOT_FOUND, exc.message, temporary=False)
-    if isinstance(exc, VersionNotFound):
-        reason = Reason.ALIAS_NOT_FOUND if exc.is_alias else Reason.VERSION_NOT_FOUND
-        return Problem(reason, exc.message, temporary=False)
-    if exc.temporary:
-        return Problem(Reason.REGISTRY_UNREACHABLE, exc.message, temporary=True)
-    return Problem(Reason.REGISTRY_REJECTED, exc.message, temporary=False)
-
-
-REGISTRY_REASONS = frozenset(
-    {
-        Reason.MODEL_NOT_FOUND,
-        Reason.ALIAS_NOT_FOUND,
-        Reason.VERSION_NOT_FOUND,
-        Reason.REGISTRY_UNREACHABLE,
-        Reason.REGISTRY_REJECTED,
-    }
-)
-
-
-def serve_problem(exc: AdapterError) -> Problem:
-    """Only Unreachable means "Ray is gone" (which lets a deletion give up after its wait). A refused token is
-    retried until someone fixes it, and never taken for a cluster that went away."""
-    if isinstance(exc, Unreachable):
-        return Problem(Reason.RAY_UNREACHABLE, exc.message, temporary=True)
-    if isinstance(exc, Unauthorized):
-        return Problem(Reason.RAY_UNAUTHORIZED, exc.message, temporary=True)
-    if isinstance(exc, AddressNotAllowed):
-        return Problem(Reason.RAY_ADDRESS_NOT_ALLOWED, exc.message, temporary=False)
-    if exc.temporary:
-        return Problem(Reason.RAY_CONFLICT, exc.message, temporary=True)
-    return Problem(Reason.RAY_REJECTED, exc.message, temporary=False)
 
 
 def with_router_secret(config: OperatorConfig, ray_token: str | None) -> OperatorConfig:
@@ -188,7 +154,8 @@ class Reconciler:
         serve: ServeApps | Problem
         try:
             list_age_s = self.config.shared_list_max_age_s if share else 0.0
-            serve = serve_apps(self.serve_client(address).applications(list_age_s), app_name(md))
+            index = self.serve_client(address).derived_from_applications(index_applications, list_age_s)
+            serve = indexed_serve_apps(index, app_name(md))
         except AdapterError as exc:
             serve = serve_problem(exc)
         traffic: TrafficStats | Problem | None = None
@@ -222,9 +189,23 @@ class Reconciler:
             retraining=retraining,
         )
 
-    def reconcile(self, md: ModelDeployment, now: datetime, post_event: EventSink) -> Decision:
+    def reconcile(
+        self, md: ModelDeployment, now: datetime, post_event: EventSink, settled: SettledPass | None = None
+    ) -> Decision:
+        """With `settled` (the object's own), a pass whose inputs are those of its last settled decision
+        repeats that decision rather than deciding again (see steward.operator.settled)."""
         self.resume_audit(md.key, md.status.audit)
         obs = replace(self.observe(md), audit=self.audit_backlog(md.key))
+        if settled is not None and (again := settled.again(md, obs, lambda: self.audit_status(md.key))):
+            return again
+        decision = self._decide_and_act(md, obs, now, post_event)
+        if settled is not None:
+            settled.remember(md, obs, decision)
+        return decision
+
+    def _decide_and_act(
+        self, md: ModelDeployment, obs: Observations, now: datetime, post_event: EventSink
+    ) -> Decision:
         decision = decide(md, obs, self.config, now)
         failure = self.execute(decision.actions, post_event)
         if failure is not None:

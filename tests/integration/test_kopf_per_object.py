@@ -50,7 +50,7 @@ async def test_objects_with_the_same_spec_each_get_their_own_loop(
         passes[name] = passes.get(name, 0) + 1
         return PassResult({"phase": "Ready", "message": f"seen {name}"}, retry=False, requeue_after_s=None)
 
-    monkeypatch.setattr(handlers, "_work", record)
+    monkeypatch.setattr(handlers, "_work_for", lambda _memo: record)
     settings = kopf.OperatorSettings()
     settings.scanning.disabled = True
     settings.posting.enabled = False
@@ -83,7 +83,7 @@ async def test_deleting_an_object_mid_pass_releases_it_promptly(
         await asyncio.sleep(3)  # the object is deleted meanwhile
         return PassResult({"phase": "Ready", "message": "same"}, retry=False, requeue_after_s=None)
 
-    monkeypatch.setattr(handlers, "_work", slow)
+    monkeypatch.setattr(handlers, "_work_for", lambda _memo: slow)
     monkeypatch.setattr(
         handlers, "_finalize", lambda _body: DeletionDecision(release_finalizer=True, actions=[])
     )

@@ -13,7 +13,7 @@ from steward.api.serve_app import app_version, version_app_name
 from steward.operator.actions import DeleteServeApplication
 from steward.operator.reconciler import Reconciler
 from steward.operator.serve_config import app_name
-from steward.operator.serve_observation import serve_apps
+from steward.operator.serve_observation import index_applications, indexed_serve_apps, serve_apps
 
 
 def resource(namespace: str, name: str) -> ModelDeployment:
@@ -117,3 +117,38 @@ def test_deleting_one_deployment_removes_only_its_own_apps() -> None:
         reconciler.close()
     assert problem is None
     assert sorted(cluster.apps) == sorted(NEIGHBOURS)
+
+
+TRICKY = [
+    "team-a.fraud",
+    "team-a.fraud.v1",
+    "team-a.fraud.v12",
+    "team-a.fraud.v01",
+    "team-a.fraud.v",
+    "team-a.fraud.v1.v2",  # router "team-a.fraud.v1"'s version 2, never "team-a.fraud"'s
+    "team-a.fraud.v1x",
+    "team-a.fraud.v\u0661",  # ARABIC-INDIC DIGIT ONE: a digit, but no version
+    "team-a.fraud.vv1",
+    ".v1",
+    "v1",
+    "team-a.fraud-x.v2",
+    *NEIGHBOURS,
+]
+
+
+@pytest.mark.parametrize(
+    "router", ["team-a.fraud", "team-a.fraud.v1", "team-a.fraud.v", "team.a-fraud", "", "team-a.fraud-x", "x"]
+)
+def test_the_index_of_a_list_finds_what_a_scan_of_it_finds(router: str) -> None:
+    apps = {n: running(n) for n in TRICKY}
+    assert indexed_serve_apps(index_applications(apps), router) == serve_apps(apps, router)
+
+
+def test_every_version_application_the_index_files_is_one_that_app_version_accepts() -> None:
+    apps = {n: running(n) for n in TRICKY}
+    index = index_applications(apps)
+    filed = {(r, v, name) for r, names in index.versions.items() for v, name in names.items()}
+    # Every router an application could belong to: each prefix of its name.
+    candidates = {(n[:i], n) for n in TRICKY for i in range(len(n) + 1)}
+    expected = {(r, app_version(r, n), n) for r, n in candidates if app_version(r, n) is not None}
+    assert filed == expected

@@ -73,7 +73,7 @@ class Monitored:
     def __init__(self) -> None:
         self.fail = False
 
-    def reconcile(self, md: ModelDeployment, now: datetime, events: Any) -> Decision:
+    def reconcile(self, md: ModelDeployment, now: datetime, events: Any, settled: Any = None) -> Decision:
         if self.fail:
             raise RuntimeError("Ray went away mid-pass")
         return Decision(monitored_status(md.metadata.generation))
@@ -141,7 +141,7 @@ def test_a_kopf_pass_is_timed_and_observed_and_a_failed_one_only_timed(
     monkeypatch.setattr(handlers, "_reconciler", reconciler)
     body = {**manifest().model_dump(mode="json", by_alias=True, exclude={"status"}), "status": {}}
     body["metadata"]["generation"] = 1
-    result = handlers._pass(body, True)
+    result = handlers._pass(handlers.Remembered(), body, True)
     assert result.status["monitoring"]["results"][0]["verdict"] == "breach"
     value = metrics.registry.get_sample_value
     assert value("steward_reconcile_duration_seconds_count", MD) == 1
@@ -149,7 +149,7 @@ def test_a_kopf_pass_is_timed_and_observed_and_a_failed_one_only_timed(
 
     reconciler.fail = True
     with pytest.raises(RuntimeError):
-        handlers._pass(body, False)
+        handlers._pass(handlers.Remembered(), body, False)
     assert value("steward_reconcile_duration_seconds_count", MD) == 2
     assert value("steward_monitor_verdict", {**DRIFT, "verdict": "breach"}) == 1  # as the last pass left it
 

@@ -5,11 +5,13 @@ passes waiting on a miss makes one read."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
+import pytest
 
-from steward.adapters.ray_serve import ListSnapshots, RayServeClient, list_max_age_from_env
+from steward.adapters.ray_serve import ListSnapshots, RayServeClient, ServeApplication, list_max_age_from_env
 
 ADDRESS = "http://ray-a:8265"
 
@@ -155,3 +157,45 @@ def test_a_shared_list_is_parsed_once_and_each_caller_gets_its_own_mapping() -> 
     second, third = ray.applications(), ray.applications()
     assert set(second) == {"a"} and second["a"] is third["a"]  # the same parsed application, not re-parsed
     assert dashboard.gets == 1
+
+
+def test_what_a_caller_derives_from_a_shared_list_is_made_once_per_read() -> None:
+    dashboard, snapshots, clock = Dashboard(), ListSnapshots(), Clock()
+    ray = client(dashboard, snapshots, clock)
+    made: list[set[str]] = []
+
+    def names(applications: Mapping[str, ServeApplication]) -> frozenset[str]:
+        made.append(set(applications))
+        return frozenset(applications)
+
+    for _ in range(5):
+        assert ray.derived_from_applications(names) == {"a"}
+    assert len(made) == 1 and dashboard.gets == 1
+    dashboard.apps["b"] = running("b")
+    ray.apply_application({"name": "b", "import_path": "m:app"}, {})  # our write: the next pass reads afresh
+    assert ray.derived_from_applications(names) == {"a", "b"}
+    clock.now += 16  # older than the max age: read and derived afresh
+    assert ray.derived_from_applications(names) == {"a", "b"}
+    assert len(made) == 3
+
+
+def test_what_is_derived_from_a_list_that_is_not_shared_is_made_afresh_every_time() -> None:
+    dashboard, snapshots, clock = Dashboard(), ListSnapshots(), Clock()
+    dashboard.apps["b"] = {"status": "DEPLOYING", "deployed_app_config": {"name": "b"}}
+    ray = client(dashboard, snapshots, clock)
+    statuses = [ray.derived_from_applications(lambda apps: apps["b"].status) for _ in range(2)]
+    dashboard.apps["b"] = running("b")
+    statuses.append(ray.derived_from_applications(lambda apps: apps["b"].status))
+    assert statuses == ["DEPLOYING", "DEPLOYING", "RUNNING"] and dashboard.gets == 3
+
+
+def test_a_derive_function_cannot_change_the_shared_parse() -> None:
+    dashboard, snapshots, clock = Dashboard(), ListSnapshots(), Clock()
+    ray = client(dashboard, snapshots, clock)
+
+    def meddle(applications: Mapping[str, ServeApplication]) -> None:
+        applications.pop("a")  # type: ignore[attr-defined]
+
+    with pytest.raises(AttributeError):
+        ray.derived_from_applications(meddle)
+    assert set(ray.applications()) == {"a"}
