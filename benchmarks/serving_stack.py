@@ -6,6 +6,11 @@ same `max_ongoing_requests`, one replica each; `mlflow models serve` gets the sa
 
 Steward's arms are deployed from the operator's own plan (`plan_serve_apps`), as the operator would deploy
 them, so that a change in what the operator plans shows in the figures.
+
+With Ray Serve's direct ingress on (`RAY_SERVE_ENABLE_DIRECT_INGRESS=1`, or
+`RAY_SERVE_THROUGHPUT_OPTIMIZED=1`), each application's ingress replica listens on a port of its own and no
+proxy sits in the request path; the arms are then called on those ports, read from the target groups that
+Serve's REST API reports (what HAProxy or a load balancer in front of the cluster would be given).
 """
 
 from __future__ import annotations
@@ -38,6 +43,12 @@ CPU_PER_REPLICA = 0.25
 CAPTURE = {"capture": {"sampleRate": 1.0, "sensitiveFeatures": ["gender"]}}
 # Nine applications on a loaded 2-core machine took longer than 300 s (load 30, 2026-11-24).
 READY_TIMEOUT_S = 900.0
+
+
+def is_direct_ingress(ray_env: dict[str, str]) -> bool:
+    """Ray's own rule: the throughput-optimised preset turns direct ingress on unless it is set apart."""
+    default = "1" if ray_env.get("RAY_SERVE_THROUGHPUT_OPTIMIZED") == "1" else "0"
+    return ray_env.get("RAY_SERVE_ENABLE_DIRECT_INGRESS", default) == "1"
 
 
 def free_port() -> int:
@@ -175,6 +186,29 @@ class ServingStack:
         client.apply_applications(apps, set(), config.http_options)
         self._wait_running(client, {app["name"] for app in apps})
         self._wait_loaded_in_router()
+        if is_direct_ingress(self.ray_env):
+            self._route_direct(client)
+
+    def _route_direct(self, client: RayServeClient) -> None:
+        """Point every Ray arm at its ingress replica's own port instead of the proxy."""
+        proxy = httpx.URL(self.stack.serve_url)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            ports: dict[str, int] = {}
+            for group in client.instance().get("target_groups") or []:
+                targets = [t for t in group["targets"] if t["port"] != proxy.port]
+                if group["protocol"] == "HTTP" and len(targets) == 1:
+                    ports[group["route_prefix"]] = targets[0]["port"]
+            arms = {name: httpx.URL(arm.url) for name, arm in self.arms.items()}
+            if all(url.path in ports for url in arms.values()):
+                break
+            if time.monotonic() > deadline:
+                missing = sorted(name for name, url in arms.items() if url.path not in ports)
+                raise RuntimeError(f"arms {missing}: no direct-ingress port in {READY_TIMEOUT_S:.0f} s")
+            time.sleep(1)
+        for name, url in arms.items():
+            # Replicas bind the cluster's HTTP host (127.0.0.1 here), not the node address they report.
+            self.arms[name] = Arm(name, str(url.copy_with(port=ports[url.path])), self.arms[name].capture)
 
     def in_router_figures(self, name: str) -> dict[str, Any] | None:
         """The arm's in-router counts (answers, loads, fallbacks); None if it has none or is unreadable."""

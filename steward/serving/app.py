@@ -180,7 +180,7 @@ class Router:
         started = time.perf_counter()
         try:
             with_proba = self._capture.wants(config.capture, rid)
-            answer = await self._call_primary(routing, version, payload, rid, with_proba)
+            answer = await self._call_primary(routing, version, payload, rid, with_proba, size)
             latency_ms = (time.perf_counter() - started) * 1000
             self._pending.observe(version, answer.status, self._warm(version, latency_ms))
             primary.set_result((answer, latency_ms))
@@ -196,11 +196,11 @@ class Router:
         return respond(answer, rid, version)
 
     async def _call_primary(
-        self, routing: _Routing, version: str, payload: dict[str, Any], rid: str, with_proba: bool
+        self, routing: _Routing, version: str, payload: dict[str, Any], rid: str, with_proba: bool, size: int
     ) -> Answer:
         # The stable version in this replica when it is loaded; the handle otherwise, or if that call failed.
         loaded = self._local.serving(version)
-        answer = None if loaded is None else await self._local.answer(loaded, payload, rid, with_proba)
+        answer = None if loaded is None else await self._local.answer(loaded, payload, rid, with_proba, size)
         if answer is None:
             answer = await self._call_version(routing, version, payload, rid, with_proba)
         return answer

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,6 +34,30 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S: tuple[float, ...] = (5.0, 30.0, 120.0, 300.0)
 MAX_ERROR_CHARS = 500
 
+# A small request to a model that answers those within INLINE_MAX_MS is scored on the router's event loop:
+# handing a call to a worker thread and back cost about 1.3 ms of CPU a request on two cores, more than such
+# a model holds the loop (benchmarks/serving_fair.py). Larger bodies and slower models keep the worker thread,
+# so that other requests, mirrored calls and the figures' flush are not held up behind them.
+INLINE_MAX_MS = 5.0
+INLINE_MAX_BYTES = 16_384
+PACE_WEIGHT = 0.1  # of the newest call in the moving average
+
+
+class Pace:
+    """How long a model takes to answer a small request: a moving average of wall time, which is how long
+    an inline call holds the loop (a call in a worker thread also counts waiting for the GIL, so it errs
+    towards the thread). Unknown until measured: a model is scored in a thread until then."""
+
+    def __init__(self) -> None:
+        self.ms: float | None = None
+
+    def add(self, ms: float) -> None:
+        # Races between worker threads lose an update at worst: a float assignment is atomic.
+        self.ms = ms if self.ms is None else self.ms + PACE_WEIGHT * (ms - self.ms)
+
+    def is_inline(self, size: int) -> bool:
+        return size <= INLINE_MAX_BYTES and self.ms is not None and self.ms <= INLINE_MAX_MS
+
 
 class LoadedModel:
     """One version's model, loaded and warmed up: what a version replica and the router score with, so that
@@ -42,6 +67,7 @@ class LoadedModel:
         self.model_name = model_name
         self.version = version
         self.model = model
+        self.pace = Pace()
 
     @classmethod
     def load(cls, model_name: str, version: str, model_uri: str) -> LoadedModel:
@@ -61,6 +87,10 @@ class LoadedModel:
             return
         try:
             self.model.predict(example)
+            # Timed once warm, as a first measure of its pace; live traffic refines it.
+            started = time.perf_counter()
+            self.model.predict(example)
+            self.pace.add((time.perf_counter() - started) * 1000)
         except Exception as exc:  # noqa: BLE001 - judged on live traffic, not on its example
             log.warning("version %s: warm-up on the logged input example failed: %s", self.version, exc)
 
@@ -68,6 +98,14 @@ class LoadedModel:
         answer = score(self.model, payload, request_id, with_proba)
         if answer.status == 200:
             answer.body["model"] = {"name": self.model_name, "version": self.version}
+        return answer
+
+    def paced_predict(self, payload: dict[str, Any], request_id: str, with_proba: bool, size: int) -> Answer:
+        """`predict`, timed into the pace when the request is a small one."""
+        started = time.perf_counter()
+        answer = self.predict(payload, request_id, with_proba)
+        if size <= INLINE_MAX_BYTES:
+            self.pace.add((time.perf_counter() - started) * 1000)
         return answer
 
 
@@ -157,14 +195,25 @@ class LocalModel:
         return current if current is not None and current.version == version else None
 
     async def answer(
-        self, loaded: LoadedModel, payload: dict[str, Any], request_id: str, with_proba: bool = False
+        self,
+        loaded: LoadedModel,
+        payload: dict[str, Any],
+        request_id: str,
+        with_proba: bool = False,
+        size: int = INLINE_MAX_BYTES + 1,
     ) -> Answer | None:
-        """The in-router answer, scored in a worker thread as a version replica's sync `predict` is (Serve
-        runs those with anyio.to_thread): a model that blocks must not stall the router's event loop, where
-        other requests, mirrored calls and the figures' flush run. None if the call itself failed (not the
-        model on this input: that is an answer), so that the caller goes through the handle instead."""
+        """The in-router answer. Scored on the event loop when the model is fast and the body (`size`
+        bytes) small (see INLINE_MAX_MS); otherwise in a worker thread, as a version replica's sync
+        `predict` is (Serve runs those with anyio.to_thread), so that a slow model does not stall the loop,
+        where other requests, mirrored calls and the figures' flush run. None if the call itself failed (not
+        the model on this input: that is an answer), so that the caller goes through the handle instead."""
         try:
-            answer = await anyio.to_thread.run_sync(loaded.predict, payload, request_id, with_proba)
+            if loaded.pace.is_inline(size):
+                answer = loaded.paced_predict(payload, request_id, with_proba, size)
+            else:
+                answer = await anyio.to_thread.run_sync(
+                    loaded.paced_predict, payload, request_id, with_proba, size
+                )
         except Exception:
             log.exception(
                 "request %s: the in-router model failed; asking version %s's application",

@@ -28,7 +28,7 @@ from test_router_app import (
 )
 
 from steward.api.serve_app import InRouterModel, RouterConfig, ShadowConfig
-from steward.serving.local_model import LoadedModel, LocalModel
+from steward.serving.local_model import INLINE_MAX_BYTES, INLINE_MAX_MS, LoadedModel, LocalModel, Pace
 from steward.serving.scoring import Answer
 from steward.serving.traffic import Counts
 
@@ -39,16 +39,22 @@ V2 = InRouterModel(version="2", model_uri="models:/scorer/2")
 
 
 class FakeLoaded:
-    """Stands in for a LoadedModel: answers like ModelVersion.predict, can be made to raise."""
+    """Stands in for a LoadedModel: answers like ModelVersion.predict, can be made to raise; records whether
+    each call ran on the event loop (the test's main thread) or in a worker thread."""
 
     def __init__(self, version: str, prediction: int = 7) -> None:
         self.version = version
         self.prediction = prediction
         self.calls: list[tuple[str, bool]] = []
+        self.on_loop: list[bool] = []
         self.error: Exception | None = None
+        self.pace = Pace()  # unknown until a test sets it: scored in a worker thread
+
+    def paced_predict(self, payload: dict[str, Any], request_id: str, with_proba: bool, size: int) -> Answer:
+        self.on_loop.append(threading.current_thread() is threading.main_thread())
+        return self.predict(payload, request_id, with_proba)
 
     def predict(self, payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
-        assert threading.current_thread() is not threading.main_thread(), "scored off the event loop"
         self.calls.append((request_id, with_proba))
         if self.error is not None:
             raise self.error
@@ -205,6 +211,54 @@ def test_loaded_model_adds_the_version_like_a_version_replica():
     assert (answer.status, answer.body["error"]["code"]) == (400, "UNSUPPORTED_FORMAT")
 
 
+def test_pace_scores_inline_only_a_small_request_to_a_model_known_to_be_fast():
+    pace = Pace()
+    assert not pace.is_inline(100), "unknown until measured"
+    pace.add(INLINE_MAX_MS / 2)
+    assert pace.is_inline(100) and pace.is_inline(INLINE_MAX_BYTES)
+    assert not pace.is_inline(INLINE_MAX_BYTES + 1), "a large body keeps the worker thread"
+    for _ in range(10):
+        pace.add(INLINE_MAX_MS * 10)
+    assert not pace.is_inline(100), "a model that became slow goes back to the worker thread"
+    for _ in range(60):
+        pace.add(INLINE_MAX_MS / 5)
+    assert pace.is_inline(100), "and comes back once fast again"
+
+
+class TimedModel:
+    """A pyfunc stand-in with an input example; each predict takes `delay_s`."""
+
+    metadata: Any = None
+    input_example = {"x": [1.0]}
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.calls = 0
+
+    def predict(self, data: Any) -> Any:
+        self.calls += 1
+        time.sleep(self.delay_s)
+        return [0]
+
+
+def test_a_loaded_model_measures_its_pace_at_warm_up_and_on_small_requests_only():
+    model = TimedModel(delay_s=0.0)
+    loaded = LoadedModel("scorer", "3", model)  # type: ignore[arg-type]
+    loaded.warm_up()
+    assert model.calls == 2 and loaded.pace.ms is not None and loaded.pace.is_inline(100)
+
+    def slow_predict(payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
+        time.sleep(0.05)
+        return Answer(200, {"predictions": [0]})
+
+    loaded.predict = slow_predict  # type: ignore[method-assign]
+    loaded.paced_predict(RECORD, "rid", False, INLINE_MAX_BYTES + 1)
+    assert loaded.pace.is_inline(100), "a large body's time does not count"
+    for _ in range(3):
+        loaded.paced_predict(RECORD, "rid", False, 100)
+    assert loaded.pace.ms is not None and loaded.pace.ms > INLINE_MAX_MS
+
+
 # ------------------------------------------------------------------------------------------- the router
 
 
@@ -251,11 +305,30 @@ async def test_until_loaded_stable_goes_through_its_handle_then_is_answered_in_r
     assert (status, body["predictions"], versions["1"].calls) == (200, [7], 1)
     assert headers["x-model-version"] == "1" and body["requestId"] == headers["x-request-id"]
     assert loader.made[0].calls == [(body["requestId"], False)]
+    assert loader.made[0].on_loop == [False], "a model of unknown pace is scored in a worker thread"
     figures = await stats(router)
     # The per-version figures the canary analysis compares count both paths.
     assert figures.live["1"].requests == 2
     assert figures.in_router is not None
     assert (figures.in_router.answered, figures.in_router.loads) == ({"1": 1}, 1)
+
+
+async def test_a_fast_model_is_scored_on_the_event_loop_a_slow_one_or_a_large_body_in_a_thread(
+    versions: dict[str, FakeVersion], loader: Loader
+) -> None:
+    loader.release("1")
+    router = in_router_router(FakeRecorder(), {"1": 100, "2": 0})
+    await wait_loaded(router, "1")
+    loaded = loader.made[0]
+    loaded.pace.ms = INLINE_MAX_MS / 2
+    large = {"dataframe_records": [{"income": 1.0}] * (INLINE_MAX_BYTES // 10)}
+    for body in (RECORD, large):
+        status, answer, _ = await call(router, request("POST", body=body))
+        assert (status, answer["predictions"]) == (200, [7])
+    loaded.pace.ms = INLINE_MAX_MS * 2
+    await call(router, request("POST", body=RECORD))
+    assert loaded.on_loop == [True, False, False]
+    assert versions["1"].calls == 0
 
 
 async def test_canary_and_shadow_always_go_to_their_own_applications(
@@ -281,14 +354,17 @@ async def test_canary_and_shadow_always_go_to_their_own_applications(
     assert figures.pairs["2"].compared == answered["1"]
 
 
+@pytest.mark.parametrize("pace_ms", [None, 1.0], ids=["in a worker thread", "on the event loop"])
 async def test_a_failing_in_router_call_is_answered_through_the_handle(
-    versions: dict[str, FakeVersion], loader: Loader
+    versions: dict[str, FakeVersion], loader: Loader, pace_ms: float | None
 ) -> None:
     loader.release("1")
     router = in_router_router(FakeRecorder(), {"1": 100, "2": 0})
     await wait_loaded(router, "1")
+    loader.made[0].pace.ms = pace_ms
     loader.made[0].error = RuntimeError("thread pool gone")
     status, body, _ = await call(router, request("POST", body=RECORD))
+    assert loader.made[0].on_loop == [pace_ms is not None]
     assert (status, body["predictions"], versions["1"].calls) == (200, [0], 1)
     figures = await stats(router)
     assert (figures.in_router.fallbacks, figures.live["1"].requests, figures.live["1"].errors) == (1, 1, 0)
