@@ -14,14 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from steward.api.conditions import ConditionStatus, ConditionType, Reason
 from steward.api.model_deployment import ModelDeployment, ModelDeploymentStatus
-from steward.api.monitor_results import MonitorResult, MonitorVerdict
+from steward.api.monitor_results import MonitorVerdict
 from steward.api.monitoring import BreachAction, MonitorSpec
 from steward.api.monitoring_status import (
-    MAX_BREACHES_IN_SUMMARY,
     MAX_HANDLED_IN_STATUS,
     MAX_RESULTS_IN_STATUS,
     CaptureStatus,
@@ -33,6 +31,7 @@ from steward.api.monitoring_status import (
 from steward.api.rollout import Outcome, RolloutState, duration_s
 from steward.audit.records import RecordDraft
 from steward.operator.actions import EventType, PostEvent
+from steward.operator.monitor_jobs import JobObservation, JobState, job_outcome
 from steward.operator.monitoring_condition import Condition, capture_failing, monitoring_condition
 from steward.operator.monitoring_drafts import figures, policy_draft, run_draft
 from steward.operator.monitoring_schedule import (
@@ -49,23 +48,6 @@ DEFAULT_JOB_TIMEOUT_S = 1800.0
 # While jobs run, look again this often (a window's result is worth having within seconds, not at resync).
 POLL_S = 15.0
 TRUE, FALSE, UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
-
-
-class JobState(StrEnum):
-    RUNNING = "running"  # pending or running on Ray
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # failed or stopped
-    MISSING = "missing"  # Ray does not know the id (its cluster restarted): the window is submitted again
-
-
-@dataclass(frozen=True)
-class JobObservation:
-    """What the reconciler saw of one job in flight. A result in the store counts whatever Ray says."""
-
-    state: JobState
-    result: MonitorResult | None = None
-    # Why there is no usable result: Ray's message and the log's end, or "result.json is corrupt: ...".
-    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,64 +104,6 @@ def live_versions(status: ModelDeploymentStatus) -> list[LiveVersion]:
             )
         )
     return out
-
-
-def _error_result(job: MonitorJobStatus, problem: str, now: datetime) -> MonitorResultSummary:
-    return MonitorResultSummary(
-        monitor=job.monitor,
-        version=job.version,
-        verdict=MonitorVerdict.ERROR,
-        summary=problem[:1000] or "the job ended without a result",
-        window_start=job.window_start,
-        window_end=job.window_end,
-        submission_id=job.submission_id,
-        finished_at=now,
-        attempt=job.attempt,
-    )
-
-
-def summarise(job: MonitorJobStatus, result: MonitorResult) -> MonitorResultSummary:
-    return MonitorResultSummary(
-        monitor=job.monitor,
-        version=job.version,
-        verdict=result.verdict,
-        summary=result.summary[:1000],
-        window_start=result.window_start,
-        window_end=result.window_end,
-        rows=result.rows,
-        labelled_rows=result.labelled_rows,
-        breached=result.breaches()[:MAX_BREACHES_IN_SUMMARY],
-        report_uri=result.report_uri,
-        report_sha256=result.report_sha256,
-        reference_sha256=result.reference_sha256,
-        submission_id=job.submission_id,
-        finished_at=result.finished_at,
-        attempt=job.attempt,
-    )
-
-
-def _finished(
-    job: MonitorJobStatus, obs: JobObservation | None, now: datetime, timeout_s: float
-) -> tuple[MonitorResultSummary | None, MonitorResult | None, bool]:
-    """(summary, full result, still in flight)."""
-    if obs is None:
-        return None, None, True  # not looked at this pass
-    if obs.result is not None:
-        return summarise(job, obs.result), obs.result, False
-    if obs.state == JobState.MISSING:
-        return None, None, False
-    if obs.state in (JobState.FAILED, JobState.SUCCEEDED):
-        problem = obs.problem or (
-            "the job succeeded but wrote no result" if obs.state == JobState.SUCCEEDED else ""
-        )
-        return _error_result(job, problem, now), None, False
-    if (now - job.submitted_at).total_seconds() > timeout_s:
-        return (
-            _error_result(job, f"the job did not finish within {timeout_s:.0f}s; stopped", now),
-            None,
-            False,
-        )
-    return None, None, True
 
 
 def _policy(
@@ -298,7 +222,7 @@ def decide_monitoring(
         if monitor is None:
             stops.append(job.submission_id)  # the monitor left the spec: its job judges nothing anyone wants
             continue
-        summary, full, in_flight = _finished(job, observed.get(job.submission_id), now, job_timeout_s)
+        summary, full, in_flight = job_outcome(job, observed.get(job.submission_id), now, job_timeout_s)
         if in_flight:
             jobs.append(job)
             continue

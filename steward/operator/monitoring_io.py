@@ -13,7 +13,7 @@ from steward.adapters.monitoring_store import CorruptResult, MonitoringStore
 from steward.adapters.ray_jobs import JobRequest, JobStatus, RayJobsClient
 from steward.api.model_deployment import ModelDeployment
 from steward.operator.actions import StopMonitorJob, SubmitMonitorJob
-from steward.operator.monitoring import JobObservation, JobState
+from steward.operator.monitor_jobs import JobObservation, JobState
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from steward.api.serve_app import TrafficStats
 
 if TYPE_CHECKING:
     # monitoring's audit drafts import this module: the name is only needed for the annotation.
-    from steward.operator.monitoring import JobObservation
-    from steward.operator.retraining import RetrainingObservation
+    from steward.operator.monitor_jobs import JobObservation
+    from steward.operator.retraining_observation import RetrainingObservation
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from steward.api.training_job import TrainingJob, TrainingResult, retraining_pre
 from steward.audit.records import OPERATOR_ACTOR, RecordDraft
 from steward.operator.actions import EventType, PostEvent
 from steward.operator.audit_drafts import actor_of
-from steward.operator.monitoring import JobState
+from steward.operator.monitor_jobs import JobState
 from steward.operator.retraining_drafts import (
     approved_draft,
     evaluated_draft,
@@ -49,6 +49,7 @@ from steward.operator.retraining_drafts import (
     started_draft,
 )
 from steward.operator.retraining_k8s import kubernetes_job_name
+from steward.operator.retraining_observation import RetrainingObservation, TrainingJobObservation
 from steward.operator.retraining_plan import (
     breach_trigger,
     evaluate,
@@ -65,32 +66,6 @@ MAX_ATTEMPTS = 3
 # How soon to look again: a request waits for the trail to store it; a job runs for minutes.
 REQUEST_POLL_S = 2.0
 RUNNING_POLL_S = 10.0
-
-
-@dataclass(frozen=True)
-class TrainingJobObservation:
-    """What the reconciler saw of the run's job: Ray's state and, once written, the result."""
-
-    state: JobState
-    result: TrainingResult | None = None
-    # Why there is no usable result: Ray's message and the log's end, or "result.json is corrupt: ...".
-    problem: str = ""
-
-
-@dataclass(frozen=True)
-class StoredRecord:
-    seq: int
-    hash: str
-
-
-@dataclass(frozen=True)
-class RetrainingObservation:
-    # None: no job submitted yet, or it could not be looked at this pass (decided next pass).
-    job: TrainingJobObservation | None = None
-    # The trigger's `retraining-requested` record once the trail holds it.
-    trigger_record: StoredRecord | None = None
-    # False when no audit trail is configured: a run does not wait for a record that never comes.
-    trail: bool = True
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,13 @@ from steward.api.training_job import TrainingResult
 from steward.audit.store import StoreUnavailable
 from steward.audit.trail import AuditTrail
 from steward.operator.actions import StopTrainingJob, SubmitTrainingJob
-from steward.operator.monitoring import JobState
+from steward.operator.monitor_jobs import JobState
 from steward.operator.monitoring_io import JOB_STATES
-from steward.operator.retraining import RetrainingObservation, StoredRecord, TrainingJobObservation
+from steward.operator.retraining_observation import (
+    RetrainingObservation,
+    StoredRecord,
+    TrainingJobObservation,
+)
 
 log = logging.getLogger(__name__)
 

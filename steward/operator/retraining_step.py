@@ -16,13 +16,9 @@ from steward.operator.actions import Action, StopTrainingJob, SubmitTrainingJob
 from steward.operator.config import OperatorConfig
 from steward.operator.monitoring import MonitoringDecision
 from steward.operator.observations import Observations
-from steward.operator.retraining import (
-    RetrainingDecision,
-    RetrainingObservation,
-    TrainingSubmission,
-    decide_retraining,
-)
+from steward.operator.retraining import RetrainingDecision, TrainingSubmission, decide_retraining
 from steward.operator.retraining_k8s import kubernetes_job_manifest
+from steward.operator.retraining_observation import RetrainingObservation
 
 
 def retraining_decision(

@@ -37,7 +37,8 @@ from steward.operator.observations import Problem, ResolvedModel, ServeApps
 from steward.operator.revert import finish_revert, start_revert
 from steward.operator.rollout_analysis import AnalysisSteps
 from steward.operator.rollout_machine import FINISHING
-from steward.operator.rollout_plan import command_id, pending_command, router_weights, traffic_plan
+from steward.operator.rollout_plan import pending_command, router_weights, traffic_plan
+from steward.operator.rollout_start import blocking_record, start_evidence, start_identity, start_rollout
 from steward.operator.serve_config import TrafficPlan
 
 
@@ -53,12 +54,6 @@ class RolloutDecision:
     finished: RolloutRecord | None = None
     # Why no rollout runs although the spec names another version (it failed, and nothing changed since).
     blocked: RolloutRecord | None = None
-
-
-def _target(model: ResolvedModel) -> RolloutTarget:
-    return RolloutTarget(
-        version=model.version, model_uri=model.model_uri, source=model.source, run_id=model.run_id
-    )
 
 
 def _stable_from(target: RolloutTarget) -> StableVersion:
@@ -259,48 +254,6 @@ class _Machine(AnalysisSteps):
         return applied and (self.now - self.r.switched_at).total_seconds() >= self.drain_s
 
 
-def start_rollout(
-    md: ModelDeployment, target: ResolvedModel, stable: StableVersion, now: datetime
-) -> ActiveRollout:
-    spec = md.spec.rollout
-    return ActiveRollout(
-        strategy=spec.strategy,
-        canary=_target(target),
-        from_version=stable.version,
-        state=RolloutState.WARMING,
-        message=f"starting version {target.version}; it gets no traffic until it is RUNNING",
-        started_at=now,
-        generation=md.metadata.generation,
-        step_count=len(spec.effective_steps),
-        step_started_at=now,
-        # A command written before this rollout began belongs to an earlier one.
-        handled_command=command_id(md),
-    )
-
-
-def start_identity(md: ModelDeployment, r: ActiveRollout) -> str:
-    """Which rollout this is, from the status it starts from, not the clock: a pass replayed after a crash
-    (the trail written, the status not) names the same rollout, so its start is recorded once. Two real
-    starts differ, as a rollout must end, and join the history, before the next begins."""
-    history = md.status.rollout_history
-    after = history[-1].finished_at.isoformat() if history else "none"
-    return f"rollout:{r.from_version}->{r.canary.version}:generation-{r.generation}:after-{after}"
-
-
-def blocking_record(md: ModelDeployment, target: ResolvedModel) -> RolloutRecord | None:
-    """A rollout of this very version failed under this very spec: do not start it again by itself."""
-    history = md.status.rollout_history
-    last = history[-1] if history else None
-    if (
-        last is not None
-        and last.to_version == target.version
-        and last.outcome in (Outcome.ROLLED_BACK, Outcome.ABORTED)
-        and last.generation == md.metadata.generation
-    ):
-        return last
-    return None
-
-
 def decide_rollout(
     md: ModelDeployment,
     target: ResolvedModel,
@@ -339,17 +292,7 @@ def decide_rollout(
             "started",
             prefix=start_identity(md, r),
             actor=OPERATOR_ACTOR if md.spec.model.alias else requester(md),
-            evidence={
-                "steps": [
-                    s.model_dump(mode="json", by_alias=True, exclude_none=True)
-                    for s in md.spec.rollout.effective_steps
-                ],
-                "analysis": md.spec.rollout.analysis.model_dump(
-                    mode="json", by_alias=True, exclude_none=True
-                ),
-                "model_uri": target.model_uri,
-                "run_id": target.run_id,
-            },
+            evidence=start_evidence(md, target),
         )
         machine.event("RolloutStarted", reason)
         return RolloutDecision(

@@ -118,15 +118,16 @@ def _serves_in_router(md: ModelDeployment) -> bool:
 
 
 def in_router_model(md: ModelDeployment, plan: TrafficPlan) -> InRouterModel | None:
-    """What the router loads to answer the stable version itself: only while stable takes all live traffic and
-    nothing is mirrored. While a canary or a shadow is judged, stable goes through its application like the
-    challenger does: the analysis compares their latencies, and a hop that only the challenger pays would
-    count against it (about 9 ms p50 on two cores in benchmarks/serving_fair, more under load; the latency
-    gate tolerates 10 ms by default). None also frees the router's copy of the model."""
+    """What the router loads to answer the stable version itself: whenever stable takes live traffic, during
+    a canary too, whose own traffic goes through its application. The analysis judges each version's model
+    time, timed where the model runs (steward.serving.scoring.Answer.judged_ms), so the hop that only the
+    canary pays does not count against it. Not while a shadow is mirrored: a mirrored call waits for
+    stable's answer, and that pairing was measured only with both versions behind their handles. None also
+    frees the router's copy of the model."""
     stable = plan.stable
     if stable is None or stable not in plan.versions or plan.shadow is not None:
         return None
-    if plan.weights.get(stable) != 100 or not _serves_in_router(md):
+    if not plan.weights.get(stable) or not _serves_in_router(md):
         return None
     return InRouterModel(version=stable, model_uri=plan.versions[stable])
 

@@ -182,7 +182,7 @@ class Router:
             with_proba = self._capture.wants(config.capture, rid)
             answer = await self._call_primary(routing, version, payload, rid, with_proba, size)
             latency_ms = (time.perf_counter() - started) * 1000
-            self._pending.observe(version, answer.status, self._warm(version, latency_ms))
+            self._pending.observe(version, answer.status, self._warm(version, answer.judged_ms(latency_ms)))
             primary.set_result((answer, latency_ms))
         finally:
             # The caller may go away mid-call (cancellation): the mirrored call must not wait for it.
@@ -269,9 +269,8 @@ class Router:
                     ErrorCode.VERSION_UNAVAILABLE, f"model version {shadow_version} did not answer in time"
                 )
             shadow_ms = (time.perf_counter() - started) * 1000
-            self._pending.observe(
-                shadow_version, answer.status, self._warm(shadow_version, shadow_ms, shadow=True), shadow=True
-            )
+            judged = self._warm(shadow_version, answer.judged_ms(shadow_ms), shadow=True)
+            self._pending.observe(shadow_version, answer.status, judged, shadow=True)
             outcome = await primary
             if outcome is None or outcome[0].status != 200:
                 # The caller got no prediction to compare with: counted as shadow traffic, not as a pair.

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio.to_thread
@@ -95,10 +96,11 @@ class LoadedModel:
             log.warning("version %s: warm-up on the logged input example failed: %s", self.version, exc)
 
     def predict(self, payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
+        started = time.perf_counter()
         answer = score(self.model, payload, request_id, with_proba)
         if answer.status == 200:
             answer.body["model"] = {"name": self.model_name, "version": self.version}
-        return answer
+        return replace(answer, model_ms=(time.perf_counter() - started) * 1000)
 
     def paced_predict(self, payload: dict[str, Any], request_id: str, with_proba: bool, size: int) -> Answer:
         """`predict`, timed into the pace when the request is a small one."""

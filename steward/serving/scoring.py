@@ -68,6 +68,15 @@ class Answer:
 
     status: int
     body: dict[str, Any] = field(default_factory=dict)
+    # How long the version's model took to answer, timed where it ran (its replica, or the router for an
+    # in-router stable); never sent to the caller.
+    model_ms: float | None = None
+
+    def judged_ms(self, measured_ms: float) -> float:
+        """The latency the rollout analysis judges: the model's own time where there is one, so that a hop
+        that one version pays (the canary's) and another does not (an in-router stable) counts against
+        neither; what the router measured for an answer it built itself (a version it could not reach)."""
+        return measured_ms if self.model_ms is None else self.model_ms
 
 
 def error(code: ErrorCode, message: str, details: Any = None) -> Answer:

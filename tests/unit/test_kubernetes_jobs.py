@@ -21,7 +21,7 @@ from steward.adapters.kubernetes_jobs import JobPhase, KubernetesJobsClient, job
 from steward.api.model_deployment import ModelDeployment
 from steward.api.retraining import MAX_LOG_TAIL_CHARS
 from steward.operator.actions import StopTrainingJob, SubmitTrainingJob
-from steward.operator.monitoring import JobState
+from steward.operator.monitor_jobs import JobState
 from steward.operator.retraining_io import TrainingJobs
 
 NS = "risk"

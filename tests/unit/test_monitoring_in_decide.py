@@ -16,7 +16,7 @@ from steward.api.monitoring import MonitorKind
 from steward.api.rollout import Outcome, RolloutState
 from steward.audit.records import AuditAction
 from steward.operator.actions import SubmitMonitorJob
-from steward.operator.monitoring import JobObservation, JobState
+from steward.operator.monitor_jobs import JobObservation, JobState
 from steward.operator.status import find
 
 STORE = "/var/steward/monitoring"

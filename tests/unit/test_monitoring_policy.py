@@ -14,14 +14,8 @@ from steward.api.monitor_results import Check, MonitorResult, MonitorVerdict
 from steward.api.monitoring import MonitorKind
 from steward.audit.records import AuditAction
 from steward.operator.actions import EventType
-from steward.operator.monitoring import (
-    FailCanary,
-    JobObservation,
-    JobState,
-    MonitoringDecision,
-    RollbackPromotion,
-    decide_monitoring,
-)
+from steward.operator.monitor_jobs import JobObservation, JobState
+from steward.operator.monitoring import FailCanary, MonitoringDecision, RollbackPromotion, decide_monitoring
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 STORE = "/var/steward/monitoring"

@@ -14,7 +14,8 @@ from steward.api.model_deployment import ModelDeployment
 from steward.api.monitor_results import MonitorJob
 from steward.api.monitoring import MonitorSpec
 from steward.api.monitoring_status import MonitoringStatus
-from steward.operator.monitoring import JobObservation, JobState, decide_monitoring
+from steward.operator.monitor_jobs import JobObservation, JobState
+from steward.operator.monitoring import decide_monitoring
 from steward.operator.monitoring_schedule import (
     JobContext,
     LiveVersion,

@@ -19,9 +19,13 @@ from steward.api.training_job import TrainingJob
 from steward.audit.records import AuditAction
 from steward.operator.actions import PostEvent, RecordAudit, StopTrainingJob, SubmitTrainingJob
 from steward.operator.core import Decision, decide
-from steward.operator.monitoring import JobObservation, JobState
+from steward.operator.monitor_jobs import JobObservation, JobState
 from steward.operator.observations import Observations, Problem
-from steward.operator.retraining import RetrainingObservation, StoredRecord, TrainingJobObservation
+from steward.operator.retraining_observation import (
+    RetrainingObservation,
+    StoredRecord,
+    TrainingJobObservation,
+)
 
 STORE = "/var/steward/monitoring"
 STORED = StoredRecord(seq=4, hash="cd" * 32)

@@ -15,7 +15,7 @@ from steward.audit.records import AuditAction, DeploymentRef, RecordDraft
 from steward.audit.store import LocalFolderStore
 from steward.audit.trail import AuditTrail
 from steward.operator.actions import SubmitTrainingJob
-from steward.operator.monitoring import JobState
+from steward.operator.monitor_jobs import JobState
 from steward.operator.retraining_io import TrainingJobs
 
 ADDRESS = "http://ray:8265"

@@ -20,10 +20,14 @@ from steward.api.retraining import RETRAINING_COMMAND_ANNOTATION, TRAINING_JOB_E
 from steward.api.training_job import TrainingJob
 from steward.operator.actions import PostEvent, StopTrainingJob, SubmitTrainingJob
 from steward.operator.core import Decision, decide
-from steward.operator.monitoring import JobState
+from steward.operator.monitor_jobs import JobState
 from steward.operator.observations import Observations
-from steward.operator.retraining import RetrainingObservation, StoredRecord, TrainingJobObservation
 from steward.operator.retraining_k8s import kubernetes_job_name
+from steward.operator.retraining_observation import (
+    RetrainingObservation,
+    StoredRecord,
+    TrainingJobObservation,
+)
 
 STORE = "/var/steward/monitoring"
 STORED = StoredRecord(seq=4, hash="cd" * 32)

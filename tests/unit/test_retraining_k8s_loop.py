@@ -32,8 +32,8 @@ from steward.audit.records import AuditAction
 from steward.operator.actions import RecordAudit, SubmitTrainingJob
 from steward.operator.core import Decision, decide
 from steward.operator.observations import Observations
-from steward.operator.retraining import RetrainingObservation, StoredRecord
 from steward.operator.retraining_io import TrainingJobs
+from steward.operator.retraining_observation import RetrainingObservation, StoredRecord
 
 TRAINER = "python -m steward.retraining.example_train"
 

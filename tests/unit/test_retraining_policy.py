@@ -21,14 +21,12 @@ from steward.api.retraining import (
 )
 from steward.api.training_job import Figures, TrainingResult
 from steward.audit.records import AuditAction
-from steward.operator.monitoring import JobState
-from steward.operator.retraining import (
-    MAX_ATTEMPTS,
-    RetrainingDecision,
+from steward.operator.monitor_jobs import JobState
+from steward.operator.retraining import MAX_ATTEMPTS, RetrainingDecision, decide_retraining
+from steward.operator.retraining_observation import (
     RetrainingObservation,
     StoredRecord,
     TrainingJobObservation,
-    decide_retraining,
 )
 from steward.operator.retraining_plan import training_submission_id
 

@@ -23,8 +23,12 @@ from steward.api.training_job import Figures, TrainingResult
 from steward.audit.records import AuditAction
 from steward.operator.actions import ApplyServeApplications, DeleteModelAlias, RecordAudit, SetModelAlias
 from steward.operator.core import Decision
-from steward.operator.monitoring import JobState
-from steward.operator.retraining import RetrainingObservation, StoredRecord, TrainingJobObservation
+from steward.operator.monitor_jobs import JobState
+from steward.operator.retraining_observation import (
+    RetrainingObservation,
+    StoredRecord,
+    TrainingJobObservation,
+)
 from steward.operator.retraining_rollout import candidate_step
 from steward.operator.rollout import RolloutDecision
 from steward.operator.serve_config import TrafficPlan

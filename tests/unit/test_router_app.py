@@ -26,7 +26,7 @@ from steward.serving import app as serving_app
 from steward.serving.app import Recorder, Router
 from steward.serving.http_answers import relative_path
 from steward.serving.scoring import MAX_BODY_BYTES, Answer
-from steward.serving.traffic import Counts
+from steward.serving.traffic import Counts, latency_bucket
 
 RouterClass: Any = Router.func_or_class  # the plain class under the @serve.deployment wrapper
 RecorderClass: Any = Recorder.func_or_class
@@ -205,6 +205,26 @@ async def test_a_versions_first_answers_are_counted_but_kept_out_of_its_latency(
     await call(router, request("POST", body=RECORD))
     figures = (await stats(router)).live["1"]
     assert (figures.requests, figures.errors, sum(figures.latency_ms_buckets)) == (1, 1, 0)
+
+
+async def test_the_latency_judged_is_the_models_own_time_not_the_hop_to_it(versions):
+    """A version replica times its model and says so in the answer: the router's figures hold that time,
+    not the call through the handle, which only the canary pays once stable is answered in the router."""
+    slow_hop = versions["2"]
+
+    async def answer_after_a_slow_hop(
+        payload: dict[str, Any], request_id: str, with_proba: bool = False
+    ) -> Answer:
+        await asyncio.sleep(0.06)
+        return Answer(200, {"predictions": [1]}, model_ms=0.3)
+
+    slow_hop.predict = _Method(answer_after_a_slow_hop)
+    router = make_router(FakeRecorder(), {"1": 0, "2": 100})
+    for _ in range(serving_app.WARMUP_ANSWERS + 2):
+        status, body, _ = await call(router, request("POST", body=RECORD))
+        assert (status, set(body)) == (200, {"predictions", "requestId"}), "the model's time is not sent"
+    buckets = (await stats(router)).live["2"].latency_ms_buckets
+    assert buckets[latency_bucket(0.3)] == 2 and sum(buckets) == 2
 
 
 async def test_a_version_that_cannot_answer_gets_a_503_and_an_error_count(versions):

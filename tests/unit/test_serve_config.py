@@ -136,15 +136,18 @@ def test_the_router_is_told_to_load_the_stable_version_itself():
     assert VersionArgs.model_validate(apps[1]["args"]).model_uri == "models:/credit-risk/3"
 
 
-def test_while_a_challenger_is_judged_every_version_goes_through_its_application():
-    """The analysis compares the canary's latency with stable's: a hop only the canary paid would count
-    against it, so stable leaves the router for the steps, and the canary is never in it."""
+def test_during_a_canary_stable_stays_in_the_router_and_the_canary_goes_through_its_application():
+    """The analysis judges each version's model time, so the hop only the canary pays does not count
+    against it: stable's traffic keeps the in-router path, and the canary is never in it."""
+    no_shadow = replace(CANARY, shadow=None, stable="3")
+    apps = plan(traffic=no_shadow)
+    assert router_config(apps).in_router == InRouterModel(version="3", model_uri="models:/credit-risk/3")
+    assert [a["name"] for a in apps] == ["risk.credit", "risk.credit.v3", "risk.credit.v4"]
+
+
+def test_while_a_shadow_is_mirrored_every_version_goes_through_its_application():
     apps = plan(traffic=replace(CANARY, stable="3"))
     assert router_config(apps).in_router is None
-    assert [a["name"] for a in apps] == ["risk.credit", "risk.credit.v3", "risk.credit.v4"]
-    no_shadow = replace(CANARY, shadow=None, stable="3")
-    assert router_config(plan(traffic=no_shadow)).in_router is None
-    # A shadow rollout: stable takes all live traffic, but the mirror's latency is compared with it.
     shadowing = replace(CANARY, weights={"3": 100, "4": 0}, stable="3")
     assert router_config(plan(traffic=shadowing)).in_router is None
 
@@ -222,16 +225,17 @@ def _roll_out_4(world):
     return seen
 
 
-def test_through_a_whole_rollout_the_router_serves_the_stable_version_only_when_it_takes_all_traffic():
+def test_through_a_whole_rollout_the_router_serves_the_stable_version_while_it_takes_traffic():
     """The rollout's plans (steward.operator.rollout_plan) name the stable version in every state: it stays
-    in the router while 4 warms up, leaves it while 4 is judged or promoted, and 4 goes in once stable."""
+    in the router while 4 warms up and while 4 is judged, leaves it once promoting drains it, and 4 goes in
+    once stable."""
     from world import settled
 
     world = settled()
     seen = _roll_out_4(world)
-    assert {v for v, weight in seen if weight is not None and 0 < weight < 100} == {None}, seen
+    assert {v for v, weight in seen if weight is not None and 0 < weight < 100} == {"3"}, seen
     # (None, 100): promoting, 3 drained; ("4", 100): promoted.
-    assert {("3", 0), (None, 10), (None, 50), (None, 100), ("4", 100)} <= seen
+    assert {("3", 0), ("3", 10), ("3", 50), (None, 100), ("4", 100)} <= seen
     assert world.stable_version == "4" and _in_router(world) == "4"
 
 
@@ -241,7 +245,7 @@ def test_a_rollback_puts_the_stable_version_back_in_the_router():
     world = settled()
     world.behaviour["4"] = Behaviour(error_share=0.5)
     seen = _roll_out_4(world)
-    assert (None, 10) in seen and world.stable_version == "3"
+    assert ("3", 10) in seen and world.stable_version == "3"
     assert _in_router(world) == "3"
     assert "4" not in world.router_config().versions
 

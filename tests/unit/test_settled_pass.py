@@ -17,7 +17,7 @@ from steward.api.monitor_results import MonitorResult, MonitorVerdict
 from steward.api.monitoring import MonitorKind
 from steward.operator.actions import SubmitMonitorJob
 from steward.operator.core import decide
-from steward.operator.monitoring import JobObservation, JobState
+from steward.operator.monitor_jobs import JobObservation, JobState
 from steward.operator.observations import AuditBacklog, Observations, Problem
 from steward.operator.settled import SettledPass, is_settled
 
