@@ -35,29 +35,39 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S: tuple[float, ...] = (5.0, 30.0, 120.0, 300.0)
 MAX_ERROR_CHARS = 500
 
-# A small request to a model that answers those within INLINE_MAX_MS is scored on the router's event loop:
-# handing a call to a worker thread and back cost about 1.3 ms of CPU a request on two cores, more than such
-# a model holds the loop (benchmarks/serving_fair.py). Larger bodies and slower models keep the worker thread,
-# so that other requests, mirrored calls and the figures' flush are not held up behind them.
+# A small request to a model that answers those within INLINE_MAX_MS of CPU is scored on the router's event
+# loop: handing a call to a worker thread and back cost about 1.3 ms of CPU a request on two cores, more than
+# such a model holds the loop (benchmarks/serving_fair.py). Larger bodies and slower models keep the worker
+# thread, so that other requests, mirrored calls and the figures' flush are not held up behind them.
 INLINE_MAX_MS = 5.0
 INLINE_MAX_BYTES = 16_384
+# An inline call whose wall time exceeds its CPU time by this much waited for something (I/O, a lock), not
+# only for a core: that model holds the loop for as long as it waits, so it goes back to the worker thread.
+INLINE_WAIT_MS = 50.0
 PACE_WEIGHT = 0.1  # of the newest call in the moving average
 
 
 class Pace:
-    """How long a model takes to answer a small request: a moving average of wall time, which is how long
-    an inline call holds the loop (a call in a worker thread also counts waiting for the GIL, so it errs
-    towards the thread). Unknown until measured: a model is scored in a thread until then."""
+    """How much CPU a model spends answering a small request: a moving average of the scoring thread's CPU
+    time. CPU, not wall time: under load a call's wall time also counts waiting for a core or, in a worker
+    thread, for the GIL, and a model judged on that would stay in the costlier worker thread just when the
+    router is busiest (seen in the fair benchmark: p50 88 ms at 80% load for one arm, 17 ms for another
+    running the same path). Unknown until measured: a model is scored in a thread until then."""
 
     def __init__(self) -> None:
         self.ms: float | None = None
+        self.waits = False
 
-    def add(self, ms: float) -> None:
+    def add(self, cpu_ms: float, inline_wall_ms: float | None = None) -> None:
+        """`inline_wall_ms`: the wall time of a call made on the loop, where waiting shows."""
+        if inline_wall_ms is not None and inline_wall_ms - cpu_ms > INLINE_WAIT_MS:
+            self.waits = True
         # Races between worker threads lose an update at worst: a float assignment is atomic.
-        self.ms = ms if self.ms is None else self.ms + PACE_WEIGHT * (ms - self.ms)
+        self.ms = cpu_ms if self.ms is None else self.ms + PACE_WEIGHT * (cpu_ms - self.ms)
 
     def is_inline(self, size: int) -> bool:
-        return size <= INLINE_MAX_BYTES and self.ms is not None and self.ms <= INLINE_MAX_MS
+        fast = self.ms is not None and self.ms <= INLINE_MAX_MS
+        return fast and not self.waits and size <= INLINE_MAX_BYTES
 
 
 class LoadedModel:
@@ -89,9 +99,9 @@ class LoadedModel:
         try:
             self.model.predict(example)
             # Timed once warm, as a first measure of its pace; live traffic refines it.
-            started = time.perf_counter()
+            started = time.thread_time()
             self.model.predict(example)
-            self.pace.add((time.perf_counter() - started) * 1000)
+            self.pace.add((time.thread_time() - started) * 1000)
         except Exception as exc:  # noqa: BLE001 - judged on live traffic, not on its example
             log.warning("version %s: warm-up on the logged input example failed: %s", self.version, exc)
 
@@ -102,12 +112,23 @@ class LoadedModel:
             answer.body["model"] = {"name": self.model_name, "version": self.version}
         return replace(answer, model_ms=(time.perf_counter() - started) * 1000)
 
-    def paced_predict(self, payload: dict[str, Any], request_id: str, with_proba: bool, size: int) -> Answer:
-        """`predict`, timed into the pace when the request is a small one."""
-        started = time.perf_counter()
+    def paced_predict(
+        self, payload: dict[str, Any], request_id: str, with_proba: bool, size: int, inline: bool = False
+    ) -> Answer:
+        """`predict`, counted into the pace when the request is a small one."""
+        wall, cpu = time.perf_counter(), time.thread_time()
         answer = self.predict(payload, request_id, with_proba)
         if size <= INLINE_MAX_BYTES:
-            self.pace.add((time.perf_counter() - started) * 1000)
+            cpu_ms = (time.thread_time() - cpu) * 1000
+            wall_ms = (time.perf_counter() - wall) * 1000
+            self.pace.add(cpu_ms, wall_ms if inline else None)
+            if self.pace.waits and inline:
+                log.warning(
+                    "version %s waited %.0f ms beyond its CPU time in a call on the router's loop: it is "
+                    "scored in a worker thread from now on",
+                    self.version,
+                    wall_ms - cpu_ms,
+                )
         return answer
 
 
@@ -211,7 +232,7 @@ class LocalModel:
         the model on this input: that is an answer), so that the caller goes through the handle instead."""
         try:
             if loaded.pace.is_inline(size):
-                answer = loaded.paced_predict(payload, request_id, with_proba, size)
+                answer = loaded.paced_predict(payload, request_id, with_proba, size, inline=True)
             else:
                 answer = await anyio.to_thread.run_sync(
                     loaded.paced_predict, payload, request_id, with_proba, size

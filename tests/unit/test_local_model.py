@@ -28,7 +28,14 @@ from test_router_app import (
 )
 
 from steward.api.serve_app import InRouterModel, RouterConfig, ShadowConfig
-from steward.serving.local_model import INLINE_MAX_BYTES, INLINE_MAX_MS, LoadedModel, LocalModel, Pace
+from steward.serving.local_model import (
+    INLINE_MAX_BYTES,
+    INLINE_MAX_MS,
+    INLINE_WAIT_MS,
+    LoadedModel,
+    LocalModel,
+    Pace,
+)
 from steward.serving.scoring import Answer
 from steward.serving.traffic import Counts
 
@@ -50,7 +57,9 @@ class FakeLoaded:
         self.error: Exception | None = None
         self.pace = Pace()  # unknown until a test sets it: scored in a worker thread
 
-    def paced_predict(self, payload: dict[str, Any], request_id: str, with_proba: bool, size: int) -> Answer:
+    def paced_predict(
+        self, payload: dict[str, Any], request_id: str, with_proba: bool, size: int, inline: bool = False
+    ) -> Answer:
         self.on_loop.append(threading.current_thread() is threading.main_thread())
         return self.predict(payload, request_id, with_proba)
 
@@ -225,38 +234,67 @@ def test_pace_scores_inline_only_a_small_request_to_a_model_known_to_be_fast():
     assert pace.is_inline(100), "and comes back once fast again"
 
 
+def test_a_model_that_waited_on_the_loop_is_never_scored_there_again():
+    pace = Pace()
+    pace.add(1.0, inline_wall_ms=1.0 + INLINE_WAIT_MS / 2)
+    assert pace.is_inline(100), "waiting for a core for a while is not waiting for I/O"
+    pace.add(1.0, inline_wall_ms=1.0 + INLINE_WAIT_MS * 2)
+    for _ in range(60):
+        pace.add(0.5)
+    assert not pace.is_inline(100)
+
+
+def burn_cpu(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
 class TimedModel:
-    """A pyfunc stand-in with an input example; each predict takes `delay_s`."""
+    """A pyfunc stand-in with an input example."""
 
     metadata: Any = None
     input_example = {"x": [1.0]}
 
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
+    def __init__(self) -> None:
         self.calls = 0
 
     def predict(self, data: Any) -> Any:
         self.calls += 1
-        time.sleep(self.delay_s)
         return [0]
 
 
 def test_a_loaded_model_measures_its_pace_at_warm_up_and_on_small_requests_only():
-    model = TimedModel(delay_s=0.0)
+    model = TimedModel()
     loaded = LoadedModel("scorer", "3", model)  # type: ignore[arg-type]
     loaded.warm_up()
     assert model.calls == 2 and loaded.pace.ms is not None and loaded.pace.is_inline(100)
 
-    def slow_predict(payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
-        time.sleep(0.05)
+    def busy_predict(payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
+        burn_cpu(INLINE_MAX_MS * 2 / 1000)
         return Answer(200, {"predictions": [0]})
 
-    loaded.predict = slow_predict  # type: ignore[method-assign]
+    loaded.predict = busy_predict  # type: ignore[method-assign]
     loaded.paced_predict(RECORD, "rid", False, INLINE_MAX_BYTES + 1)
     assert loaded.pace.is_inline(100), "a large body's time does not count"
-    for _ in range(3):
+    for _ in range(30):
         loaded.paced_predict(RECORD, "rid", False, 100)
     assert loaded.pace.ms is not None and loaded.pace.ms > INLINE_MAX_MS
+
+
+def test_a_loaded_model_that_sleeps_in_a_call_on_the_loop_goes_back_to_the_thread():
+    loaded = LoadedModel("scorer", "3", TimedModel())  # type: ignore[arg-type]
+    loaded.warm_up()
+
+    def waiting_predict(payload: dict[str, Any], request_id: str = "", with_proba: bool = False) -> Answer:
+        time.sleep(INLINE_WAIT_MS * 2 / 1000)
+        return Answer(200, {"predictions": [0]})
+
+    loaded.predict = waiting_predict  # type: ignore[method-assign]
+    loaded.paced_predict(RECORD, "rid", False, 100)
+    assert loaded.pace.is_inline(100), "in a worker thread, a wait is not held against it"
+    loaded.paced_predict(RECORD, "rid", False, 100, inline=True)
+    assert not loaded.pace.is_inline(100)
 
 
 # ------------------------------------------------------------------------------------------- the router
