@@ -199,6 +199,8 @@ class InRouterStats(_Frozen):
 
     # Answers given by the in-router model, per version (the rest of `live` went through handles).
     answered: dict[str, int] = {}
+    # Of those, the answers scored on the router's event loop (a fast model, a small body), not in a thread.
+    on_loop: int = 0
     loads: int = 0
     # Failed loads (each retried later) and in-router calls that failed and went to the handle instead.
     load_failures: int = 0

@@ -231,7 +231,8 @@ class LocalModel:
         where other requests, mirrored calls and the figures' flush run. None if the call itself failed (not
         the model on this input: that is an answer), so that the caller goes through the handle instead."""
         try:
-            if loaded.pace.is_inline(size):
+            on_loop = loaded.pace.is_inline(size)
+            if on_loop:
                 answer = loaded.paced_predict(payload, request_id, with_proba, size, inline=True)
             else:
                 answer = await anyio.to_thread.run_sync(
@@ -248,6 +249,7 @@ class LocalModel:
             return None
         with self._lock:
             self._counts.answered[loaded.version] = self._counts.answered.get(loaded.version, 0) + 1
+            self._counts.on_loop += on_loop
         return answer
 
     # ------------------------------------------------------------------------------------- measurements

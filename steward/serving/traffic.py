@@ -253,6 +253,7 @@ class InRouterCounts:
     """Answers of the in-router model, its loads, failed loads and calls that went to the handle instead."""
 
     answered: dict[str, int] = field(default_factory=dict)
+    on_loop: int = 0
     loads: int = 0
     load_failures: int = 0
     fallbacks: int = 0
@@ -261,6 +262,7 @@ class InRouterCounts:
     def add(self, other: InRouterCounts) -> None:
         for version, n in other.answered.items():
             self.answered[version] = self.answered.get(version, 0) + n
+        self.on_loop += other.on_loop
         self.loads += other.loads
         self.load_failures += other.load_failures
         self.fallbacks += other.fallbacks
@@ -272,6 +274,7 @@ class InRouterCounts:
     def to_api(self) -> InRouterStats:
         return InRouterStats(
             answered=dict(sorted(self.answered.items())),
+            on_loop=self.on_loop,
             loads=self.loads,
             load_failures=self.load_failures,
             fallbacks=self.fallbacks,

@@ -367,6 +367,8 @@ async def test_a_fast_model_is_scored_on_the_event_loop_a_slow_one_or_a_large_bo
     await call(router, request("POST", body=RECORD))
     assert loaded.on_loop == [True, False, False]
     assert versions["1"].calls == 0
+    figures = (await stats(router)).in_router
+    assert figures is not None and (figures.answered, figures.on_loop) == ({"1": 3}, 1)
 
 
 async def test_canary_and_shadow_always_go_to_their_own_applications(
