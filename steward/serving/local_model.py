@@ -41,33 +41,38 @@ MAX_ERROR_CHARS = 500
 # thread, so that other requests, mirrored calls and the figures' flush are not held up behind them.
 INLINE_MAX_MS = 5.0
 INLINE_MAX_BYTES = 16_384
-# An inline call whose wall time exceeds its CPU time by this much waited for something (I/O, a lock), not
-# only for a core: that model holds the loop for as long as it waits, so it goes back to the worker thread.
+# An inline call whose wall time exceeds its CPU time by more than this waited for something (I/O, a lock, the
+# GIL behind another thread), and the loop waited with it: the model goes to the worker thread until the
+# largest recent wait has faded below it (by WAIT_FADE a call there, where waits cannot be told apart from
+# the GIL's), then is tried on the loop again. A model that waits on every call is thus on the loop for about
+# one call in 35; one that waited once behind the capture writer's flush comes back after as many.
 INLINE_WAIT_MS = 50.0
+WAIT_FADE = 0.98
 PACE_WEIGHT = 0.1  # of the newest call in the moving average
 
 
 class Pace:
-    """How much CPU a model spends answering a small request: a moving average of the scoring thread's CPU
-    time. CPU, not wall time: under load a call's wall time also counts waiting for a core or, in a worker
-    thread, for the GIL, and a model judged on that would stay in the costlier worker thread just when the
-    router is busiest (seen in the fair benchmark: p50 88 ms at 80% load for one arm, 17 ms for another
-    running the same path). Unknown until measured: a model is scored in a thread until then."""
+    """How much CPU a model spends answering a small request (a moving average of the scoring thread's CPU
+    time) and how long it recently kept the loop waiting. CPU, not wall time: under load a call's wall time
+    also counts waiting for a core or, in a worker thread, for the GIL, and a model judged on that would
+    stay in the costlier worker thread just when the router is busiest (seen in the fair benchmark: p50
+    88 ms at 80% load for one arm, 17 ms for another running the same path). Unknown until measured: a
+    model is scored in a thread until then."""
 
     def __init__(self) -> None:
         self.ms: float | None = None
-        self.waits = False
+        self.wait_ms = 0.0
 
     def add(self, cpu_ms: float, inline_wall_ms: float | None = None) -> None:
         """`inline_wall_ms`: the wall time of a call made on the loop, where waiting shows."""
-        if inline_wall_ms is not None and inline_wall_ms - cpu_ms > INLINE_WAIT_MS:
-            self.waits = True
+        faded = self.wait_ms * WAIT_FADE
+        self.wait_ms = faded if inline_wall_ms is None else max(inline_wall_ms - cpu_ms, faded)
         # Races between worker threads lose an update at worst: a float assignment is atomic.
         self.ms = cpu_ms if self.ms is None else self.ms + PACE_WEIGHT * (cpu_ms - self.ms)
 
     def is_inline(self, size: int) -> bool:
         fast = self.ms is not None and self.ms <= INLINE_MAX_MS
-        return fast and not self.waits and size <= INLINE_MAX_BYTES
+        return fast and self.wait_ms <= INLINE_WAIT_MS and size <= INLINE_MAX_BYTES
 
 
 class LoadedModel:
@@ -122,13 +127,6 @@ class LoadedModel:
             cpu_ms = (time.thread_time() - cpu) * 1000
             wall_ms = (time.perf_counter() - wall) * 1000
             self.pace.add(cpu_ms, wall_ms if inline else None)
-            if self.pace.waits and inline:
-                log.warning(
-                    "version %s waited %.0f ms beyond its CPU time in a call on the router's loop: it is "
-                    "scored in a worker thread from now on",
-                    self.version,
-                    wall_ms - cpu_ms,
-                )
         return answer
 
 

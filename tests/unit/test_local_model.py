@@ -234,14 +234,18 @@ def test_pace_scores_inline_only_a_small_request_to_a_model_known_to_be_fast():
     assert pace.is_inline(100), "and comes back once fast again"
 
 
-def test_a_model_that_waited_on_the_loop_is_never_scored_there_again():
+def test_a_model_that_waited_on_the_loop_goes_to_the_thread_until_the_wait_has_faded():
     pace = Pace()
     pace.add(1.0, inline_wall_ms=1.0 + INLINE_WAIT_MS / 2)
     assert pace.is_inline(100), "waiting for a core for a while is not waiting for I/O"
     pace.add(1.0, inline_wall_ms=1.0 + INLINE_WAIT_MS * 2)
-    for _ in range(60):
-        pace.add(0.5)
     assert not pace.is_inline(100)
+    calls = 0
+    while not pace.is_inline(100):
+        pace.add(1.0)  # in the worker thread, where no wait shows
+        calls += 1
+    # Tried on the loop again after a while, not at once and not never.
+    assert 10 < calls < 100, calls
 
 
 def burn_cpu(seconds: float) -> None:
