@@ -127,7 +127,7 @@ class ShadowConfig(_Frozen):
 
 
 class InRouterModel(_Frozen):
-    """The stable version while it takes all the traffic, which the router replica loads itself and answers
+    """The stable version while it takes live traffic, which the router replica loads itself and answers
     without a hop to its application (steward.serving.local_model); the version's application stays
     deployed, and answers through its handle until the router has loaded the model, or when the load fails."""
 

@@ -93,7 +93,7 @@ class TrafficPlan:
     weights: dict[str, int]
     shadow: ShadowConfig | None = None
     stickiness: Stickiness | None = None
-    # The stable version, which the router serves itself (steward.serving.local_model) while it takes all the
+    # The stable version, which the router serves itself (steward.serving.local_model) while it takes live
     # traffic (in_router_model). Never the canary, which stays isolated in its own application.
     stable: str | None = None
 

@@ -3,13 +3,13 @@
 Every hop between Serve replicas costs a third of the throughput on two cores (benchmarks/serving_fair.py), so
 the router answers the stable version's traffic itself: it loads the model named in its config
 (`RouterConfig.in_router`) in a background thread, off the request path (MLflow's loaders block for
-seconds), and swaps it in as a whole once it is loaded. The operator names stable there only while it takes
-all the traffic (steward.operator.serve_config.in_router_model: while a challenger is judged, both pay the
-same hop). Until the model is loaded, while a failed load waits for its retry, and for every other version
-(the canary and the shadow stay isolated in their own applications) the router calls the version's
-application through its handle, as it always did; the stable version's application stays deployed for that,
-and as the rollback target. The in-router path never makes an answer worse: a call that fails inside it goes
-to the handle.
+seconds), and swaps it in as a whole once it is loaded. The operator names stable there whenever it takes
+live traffic and nothing is mirrored, a canary's steps included
+(steward.operator.serve_config.in_router_model). Until the model is loaded, while a failed load waits for its
+retry, and for every other version (the canary and the shadow stay isolated in their own applications) the
+router calls the version's application through its handle, as it always did; the stable version's
+application stays deployed for that, and as the rollback target. The in-router path never makes an answer
+worse: a call that fails inside it goes to the handle.
 """
 
 from __future__ import annotations
@@ -220,8 +220,8 @@ class LocalModel:
         loaded: LoadedModel,
         payload: dict[str, Any],
         request_id: str,
-        with_proba: bool = False,
-        size: int = INLINE_MAX_BYTES + 1,
+        with_proba: bool,
+        size: int,
     ) -> Answer | None:
         """The in-router answer. Scored on the event loop when the model is fast and the body (`size`
         bytes) small (see INLINE_MAX_MS); otherwise in a worker thread, as a version replica's sync
